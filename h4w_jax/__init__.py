@@ -1,0 +1,1 @@
+"""Hand4Whole in JAX/Flax: the whole-body model, its primitive ops and its heads."""
