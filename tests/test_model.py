@@ -5,16 +5,16 @@ test_h4w_parity.py (goldens from upstream's own code).
 """
 
 import json
+from pathlib import Path
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 import torch
 
 from h4w_jax import model
 
-MANIFEST = 'tests/data/state_dict_manifest.json'
+MANIFEST = Path(__file__).parent / 'data' / 'state_dict_manifest.json'
 
 
 def _flax_name(key):
@@ -55,12 +55,3 @@ def test_conv_transpose_matches_torch():
                            transpose_kernel=True, use_bias=False)
   ours = layer.apply({'params': {'kernel': weight.transpose(2, 3, 1, 0)}}, x)
   np.testing.assert_allclose(ours, ref.numpy().transpose(0, 2, 3, 1), atol=1e-5)
-
-
-def test_forward_from_random_init_is_finite():
-  variables = model.init_variables(jax.random.key(0), batch=2)
-  img = jnp.asarray(np.random.default_rng(1).random((2, 512, 384, 3)), jnp.float32)
-  out = jax.jit(lambda v, x: model.Hand4Whole().apply(v, x))(variables, img)
-  assert out.joint_img.shape == (2, 65, 3) and out.body_pose.shape == (2, 63)
-  for leaf in jax.tree.leaves(out):
-    assert np.all(np.isfinite(leaf))
