@@ -651,14 +651,21 @@ def _reset_epoch(args) -> None:
 
 def _merge_hand(args) -> None:
   body, _ = load_checkpoint(args.body)
-  init, _ = load_checkpoint(args.init)
+  if args.init:
+    init, init_source = load_checkpoint(args.init)[0], str(args.init)
+  else:
+    import jax
+    from h4w_jax import model
+    heads = {c: {n: t[n] for n in REINITIALISED if n in t} for c, t in shapes(body).items()}
+    init = model.upstream_head_init(jax.random.key(args.seed), heads)
+    init_source = f"upstream's init_weights (h4w_jax.model.upstream_head_init, seed {args.seed})"
   merged = merge_hand(body, read_state_dict(args.hand), init, fix_prefix=args.fix_prefix,
                       where=str(args.hand))
   save_checkpoint(args.out, merged, 0, source=args.body,
                   notes={'hand_source': str(args.hand), 'reinitialised': list(REINITIALISED),
-                         'init_source': str(args.init)})
+                         'init_source': init_source})
   print(f'wrote {args.out} (epoch 0): hand backbone from {args.hand}, '
-        f'{" and ".join(REINITIALISED)} from {args.init}')
+        f'{" and ".join(REINITIALISED)} from {init_source}')
 
 
 def _parser(command: str | None) -> argparse.ArgumentParser:
@@ -673,12 +680,14 @@ def _parser(command: str | None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         f'{prog} merge-hand', description='Stage-3 start (tool/merge_hand_to_all.py): the body '
         'checkpoint with the hand snapshot\'s backbone as hand_roi_net/backbone, '
-        'hand_position_net and hand_rotation_net from INIT, epoch 0.')
+        'hand_position_net and hand_rotation_net re-initialised as upstream does, epoch 0.')
     p.add_argument('body', help='whole-body checkpoint directory (stage 1)')
     p.add_argument('hand', help='hand snapshot (.pth.tar) or checkpoint directory (stage 2)')
     p.add_argument('out', help='new checkpoint directory')
-    p.add_argument('--init', required=True,
-                   help='checkpoint directory of a freshly initialised model (train mode)')
+    p.add_argument('--init', default=None,
+                   help='take the re-initialised heads from this checkpoint directory '
+                        "(default: upstream's train-mode init_weights, drawn here)")
+    p.add_argument('--seed', type=int, default=0, help='seed of the default head init')
     p.add_argument('--fix-prefix', action='store_true',
                    help='also take the hand backbone from module.backbone.* keys (quirk Q12)')
     p.set_defaults(run=_merge_hand)

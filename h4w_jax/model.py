@@ -281,3 +281,23 @@ def init_variables(rng, config: ModelConfig = ModelConfig(), batch: int = 1) -> 
 def variable_shapes(config: ModelConfig = ModelConfig()):
   """The variables' shapes and dtypes (no compute): what the converter fills."""
   return jax.eval_shape(functools.partial(init_variables, config=config), jax.random.key(0))
+
+
+def upstream_head_init(rng, shapes) -> dict[str, Any]:
+  """upstream: main/model.py `init_weights`, the train-mode init of the heads.
+
+  Conv and ConvTranspose kernels ~ N(0, 0.001), Linear kernels ~ N(0, 0.01),
+  biases 0, BatchNorm scale 1 and bias 0 (running mean 0, var 1, torch's
+  fresh statistics). `shapes` is any {'params', 'batch_stats'} (sub)tree of
+  shapes; the backbones instead start from ImageNet weights (see
+  `h4w_jax.convert.import_torchvision_resnet`).
+  """
+  def draw(path, leaf):
+    name = path[-1].key
+    if name == 'kernel':
+      std = 0.001 if len(leaf.shape) == 4 else 0.01
+      key = jax.random.fold_in(rng, hash(jax.tree_util.keystr(path)) % (2 ** 31))
+      return std * jax.random.normal(key, leaf.shape, leaf.dtype)
+    fill = 1.0 if name in ('scale', 'var') else 0.0
+    return jnp.full(leaf.shape, fill, leaf.dtype)
+  return jax.tree_util.tree_map_with_path(draw, shapes)

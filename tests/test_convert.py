@@ -348,6 +348,25 @@ def test_merge_hand(tmp_path):
   assert meta['epoch'] == 0 and meta['reinitialised'] == ['hand_position_net', 'hand_rotation_net']
   _assert_trees_equal(variables, merged)
 
+  # Without --init the heads get upstream's init_weights: N(0, 0.001) convs,
+  # N(0, 0.01) linears, zero biases, BatchNorm 1/0 with fresh statistics.
+  assert convert.main(['merge-hand'] + args[:2] + [str(tmp_path / 'merged_default'),
+                                                  '--fix-prefix']) == 0
+  variables, meta = convert.load_checkpoint(tmp_path / 'merged_default')
+  assert 'init_weights' in meta['init_source']
+  _assert_trees_equal(convert.subtree(variables, ('hand_roi_net', 'backbone')),
+                      convert.subtree(merged, ('hand_roi_net', 'backbone')))
+  for path, value in _flat(convert.subtree(variables, ('hand_position_net',))).items():
+    assert value.shape == _flat(convert.subtree(body, ('hand_position_net',)))[path].shape
+  heads = {**_flat(convert.subtree(variables, ('hand_position_net',))),
+           **_flat(convert.subtree(variables, ('hand_rotation_net',)))}
+  for path, value in heads.items():
+    name = path[-1]
+    if name == 'kernel':
+      assert np.abs(value).max() < (0.006 if value.ndim == 4 else 0.06) and value.std() > 0
+    else:
+      np.testing.assert_array_equal(value, 1.0 if name in ('scale', 'var') else 0.0)
+
 
 def test_import_torchvision_resnet(target):
   cases = [(50, 'module.backbone.', ('backbone',)),
