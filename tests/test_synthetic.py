@@ -11,19 +11,13 @@ import warnings
 import numpy as np
 import pytest
 from scipy import sparse
+from smplx.vertex_ids import vertex_ids as smplx_vertex_ids
 
 from smplx_jax import synthetic as syn
 
-SMPLX_SPECIAL = dict(nose=9120, reye=9929, leye=9448, rear=616, lear=6,
-                     LBigToe=5770, LSmallToe=5780, LHeel=8846,
-                     RBigToe=8463, RSmallToe=8474, RHeel=8635,
-                     lthumb=5361, lindex=4933, lmiddle=5058, lring=5169, lpinky=5286,
-                     rthumb=8079, rindex=7669, rmiddle=7794, rring=7905, rpinky=8022)
-SMPL_SPECIAL = dict(nose=332, reye=6260, leye=2800, rear=4071, lear=583,
-                    rthumb=6191, rindex=5782, rmiddle=5905, rring=6016, rpinky=6133,
-                    lthumb=2746, lindex=2319, lmiddle=2445, lring=2556, lpinky=2673,
-                    LBigToe=3216, LSmallToe=3226, LHeel=3387,
-                    RBigToe=6617, RSmallToe=6624, RHeel=6787)
+# The reference ids are the PyPI smplx package's own.
+SMPLX_SPECIAL = smplx_vertex_ids['smplx']
+SMPL_SPECIAL = smplx_vertex_ids['smplh']
 MANO_TIPS = dict(thumb=(744, 745), index=(320, 317), middle=(443, 444, 445),
                  ring=(554, 556), pinky=(671, 673))
 
