@@ -97,7 +97,8 @@ def lbs(shape_coeffs: jax.Array, rot_mats: jax.Array, v_template: jax.Array,
     vertices (B, V, 3), joints (B, J, 3) (the posed chain, as smplx), and
     v_shaped (B, V, 3).
   Skinning blends only the 3x4 upper part of each joint transform (the last
-  row is constant), which is smplx's 4x4 product without the zero terms.
+  row is constant), which is smplx's 4x4 product without the zero terms, in
+  the same summation order (R x + R y + R z + t).
   """
   batch = rot_mats.shape[0]
   num_joints = J_regressor.shape[0]
@@ -120,11 +121,14 @@ def lbs(shape_coeffs: jax.Array, rot_mats: jax.Array, v_template: jax.Array,
   posed_joints, rel_rot, rel_t = batch_rigid_transform(
       rot_mats, rest_joints, parents, precision)
   rel = jnp.concatenate([rel_rot.reshape(batch, num_joints, 9), rel_t], axis=-1)
-  per_vertex = jnp.einsum('vj,bjc->bvc', lbs_weights, rel,
-                          precision=precision)
-  vert_rot = per_vertex[..., :9].reshape(batch, -1, 3, 3)
-  vertices = jnp.einsum('bvik,bvk->bvi', vert_rot, v_posed,
-                        precision=precision) + per_vertex[..., 9:]
+  # (B, 12, V): the blended 3x4 transform of each vertex, vertices minor, so
+  # that applying it is plain elementwise work over (B, V) rows (on CPU this
+  # layout is ~5x faster than (B, V, 12) followed by per-vertex 3x3 products).
+  per_vertex = jnp.einsum('bjc,vj->bcv', rel, lbs_weights, precision=precision)
+  x, y, z = v_posed[..., 0], v_posed[..., 1], v_posed[..., 2]
+  vertices = jnp.stack(
+      [per_vertex[:, 3 * i] * x + per_vertex[:, 3 * i + 1] * y
+       + per_vertex[:, 3 * i + 2] * z + per_vertex[:, 9 + i] for i in range(3)], axis=-1)
   return vertices, posed_joints, v_shaped
 
 
