@@ -36,7 +36,7 @@ NEEDS = {
     'eval': 'evaluation (EHF/AGORA part metrics, 3DPW with SMPL)',
     'hand': 'the hand-only stage (MANO)',
     'face': 'FLAME models (Pose2Pose face-only)',
-    'optional': 'nothing by default (create(..., ext="pkl"))',
+    'optional': 'create(..., ext="pkl") only (optional)',
 }
 
 
@@ -143,7 +143,7 @@ def main(argv=None) -> int:
   print(f'Body-model files under {root}:')
   for expected, status, detail in rows:
     mark = {'ok': 'ok       ', 'missing': 'MISSING  ', 'malformed': 'MALFORMED'}[status]
-    print(f'  {mark} {expected.relpath:40s} needed for {NEEDS[expected.need]}')
+    print(f'  {mark} {expected.relpath:40s} used by {NEEDS[expected.need]}')
     if status == 'ok':
       print(f'            {detail}')
     elif status == 'malformed':
