@@ -88,13 +88,13 @@ class _Inputs:
       if value is None:
         continue
       value = jnp.asarray(value, dtype=dtype)
-      if width > 3 and value.ndim >= 2 and value.shape[-2:] == (width // 3, 3):
+      rows_ok = width > 3 and width % 3 == 0  # a pose as (..., joints, 3)
+      if rows_ok and value.ndim >= 2 and value.shape[-2:] == (width // 3, 3):
         value = value.reshape(value.shape[:-2] + (width,))
       if value.ndim == 0 or value.shape[-1] != width:
-        raise ValueError(
-            f'{model_name}: {name} has shape {value.shape}; expected (..., {width})'
-            + (f' or (..., {width // 3}, 3)' if width > 3 and name != 'betas'
-               and name != 'expression' and 'pca' not in name else ''))
+        rows = f' or (..., {width // 3}, 3)' if rows_ok else ''
+        raise ValueError(f'{model_name}: {name} has shape {value.shape}; '
+                         f'expected (..., {width}){rows}')
       self.values[name] = value
       batch_shapes.append(value.shape[:-1])
     try:

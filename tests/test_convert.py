@@ -38,13 +38,7 @@ def manifest_target(manifest=MANIFEST):
     assert path is not None and path not in flat, key  # every key maps, none collide
     shape = convert.to_flax_layout(np.empty(spec['shape'], np.bool_)).shape
     flat[path] = jax.ShapeDtypeStruct(shape, np.dtype(spec['dtype']))
-  tree = {}
-  for path, leaf in flat.items():
-    node = tree
-    for name in path[:-1]:
-      node = node.setdefault(name, {})
-    node[path[-1]] = leaf
-  return tree
+  return convert._nest(flat)
 
 
 def pattern_state_dict(manifest=MANIFEST, prefix_from=None, prefix_to=''):
