@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import zlib
 from typing import Any
 
 import flax.linen as nn
@@ -21,7 +22,7 @@ import jax.numpy as jnp
 
 from h4w_jax import geometry as geo
 from h4w_jax import joint_sets as js
-from h4w_jax.resnet import BatchNorm, ResNetBackbone, conv, output_channels
+from h4w_jax.resnet import BatchNorm, ResNetBackbone, conv
 from h4w_jax.roi_align import roi_align
 
 sg = jax.lax.stop_gradient
@@ -296,7 +297,8 @@ def upstream_head_init(rng, shapes) -> dict[str, Any]:
     name = path[-1].key
     if name == 'kernel':
       std = 0.001 if len(leaf.shape) == 4 else 0.01
-      key = jax.random.fold_in(rng, hash(jax.tree_util.keystr(path)) % (2 ** 31))
+      # crc32, not hash(): str hashes are salted per process, the init must not be.
+      key = jax.random.fold_in(rng, zlib.crc32(jax.tree_util.keystr(path).encode()) % (2 ** 31))
       return std * jax.random.normal(key, leaf.shape, leaf.dtype)
     fill = 1.0 if name in ('scale', 'var') else 0.0
     return jnp.full(leaf.shape, fill, leaf.dtype)

@@ -10,8 +10,6 @@ weight converter maps names one-to-one; tensors are NHWC, kernels HWIO.
 from __future__ import annotations
 
 import functools
-from typing import Sequence
-
 import flax.linen as nn
 
 # BatchNorm2d defaults of PyTorch: eps 1e-5, momentum 0.1 (flax: 1 - 0.1).
@@ -80,8 +78,4 @@ class ResNetBackbone(nn.Module):
     return x
 
 
-def output_channels(depth: int) -> int:
-  return 2048 if STAGES[depth][0] == 'bottleneck' else 512
-
-
-__all__: Sequence[str] = ['ResNetBackbone', 'BatchNorm', 'conv', 'output_channels']
+__all__ = ['ResNetBackbone', 'BatchNorm', 'conv']
