@@ -39,4 +39,55 @@ NUM_HAND_POSE_JOINTS = 15
 SHAPE_PARAM_DIM = 10
 EXPR_CODE_DIM = 10
 
+_HAND_NAMES = tuple(f'{finger}_{i}' for finger in ('Thumb', 'Index', 'Middle', 'Ring', 'Pinky')
+                    for i in range(1, 5))
+
+# Names of the 137 supervision joints; datasets map their own joints onto these by name.
+JOINT_NAMES = (
+    ('Pelvis', 'L_Hip', 'R_Hip', 'L_Knee', 'R_Knee', 'L_Ankle', 'R_Ankle', 'Neck', 'L_Shoulder',
+     'R_Shoulder', 'L_Elbow', 'R_Elbow', 'L_Wrist', 'R_Wrist', 'L_Big_toe', 'L_Small_toe', 'L_Heel',
+     'R_Big_toe', 'R_Small_toe', 'R_Heel', 'L_Ear', 'R_Ear', 'L_Eye', 'R_Eye', 'Nose')
+    + tuple('L_' + n for n in _HAND_NAMES) + tuple('R_' + n for n in _HAND_NAMES)
+    + tuple(f'Face_{i}' for i in range(1, 73)))
+
+# Mirror pairs within the 137 set (upstream `smpl_x.flip_pairs`).
+FLIP_PAIRS = (
+    ((1, 2), (3, 4), (5, 6), (8, 9), (10, 11), (12, 13), (14, 17), (15, 18), (16, 19), (20, 21),
+     (22, 23))
+    + tuple((25 + i, 45 + i) for i in range(20))
+    + ((67, 68), (69, 78), (70, 77), (71, 76), (72, 75), (73, 74), (83, 87), (84, 86),
+       (88, 97), (89, 96), (90, 95), (91, 94), (92, 99), (93, 98),
+       (100, 106), (101, 105), (102, 104), (107, 111), (108, 110), (112, 116), (113, 115),
+       (117, 119))
+    + tuple((120 + k, 136 - k) for k in range(8)))
+
+_ORIG_HAND_NAMES = tuple(f'{finger}_{i}' for finger in ('Index', 'Middle', 'Pinky', 'Ring', 'Thumb')
+                         for i in range(1, 4))
+
+# The 53 pose-parameter joints, in pose-vector order.
+ORIG_JOINT_NAMES = (
+    ('Pelvis', 'L_Hip', 'R_Hip', 'Spine_1', 'L_Knee', 'R_Knee', 'Spine_2', 'L_Ankle', 'R_Ankle',
+     'Spine_3', 'L_Foot', 'R_Foot', 'Neck', 'L_Collar', 'R_Collar', 'Head', 'L_Shoulder',
+     'R_Shoulder', 'L_Elbow', 'R_Elbow', 'L_Wrist', 'R_Wrist')
+    + tuple('L_' + n for n in _ORIG_HAND_NAMES) + tuple('R_' + n for n in _ORIG_HAND_NAMES)
+    + ('Jaw',))
+NUM_ORIG_JOINTS = 53
+
+# Mirror pairs within the 53 pose joints (upstream `smpl_x.orig_flip_pairs`).
+ORIG_FLIP_PAIRS = (((1, 2), (4, 5), (7, 8), (10, 11), (13, 14), (16, 17), (18, 19), (20, 21))
+                   + tuple((22 + i, 37 + i) for i in range(15)))
+
+
+def flip_permutation(num_joints: int, pairs) -> np.ndarray:
+  """Index array `perm` with x[perm] swapping every pair (a flip as one gather)."""
+  perm = np.arange(num_joints)
+  for a, b in pairs:
+    perm[a], perm[b] = b, a
+  return perm
+
+
+FLIP_PERM = flip_permutation(NUM_JOINTS, FLIP_PAIRS)
+ORIG_FLIP_PERM = flip_permutation(NUM_ORIG_JOINTS, ORIG_FLIP_PAIRS)
+
 assert JOINT_IDX.shape == (NUM_JOINTS,)
+assert len(JOINT_NAMES) == NUM_JOINTS and len(ORIG_JOINT_NAMES) == NUM_ORIG_JOINTS
