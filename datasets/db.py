@@ -28,6 +28,8 @@ class DatasetInfo:
   hand_face_box_x_scale: output_hm_shape index used to scale box x into hm units:
     2 (width, 6) everywhere except EHF, which uses 1 (8) (quirk, harmless: EHF
     boxes are not used at test time).
+  hand_face_box_dummy: [[x1, y1], [x2, y2]] emitted for a missing box (MSCOCO
+    [[0, 0], [1, 1]]; EHF zeros).
   joints_from_smplx: the joint_* targets are the SMPL-X ones (AGORA).
   """
   name: str
@@ -37,6 +39,7 @@ class DatasetInfo:
   smplx_rotation_invalid: tuple[str, ...] = ()
   smplx_joint_invalid: tuple[str, ...] = ()
   hand_face_box_x_scale: int = 2
+  hand_face_box_dummy: tuple = ((0.0, 0.0), (1.0, 1.0))
   joints_from_smplx: bool = False
 
   @property

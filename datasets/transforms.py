@@ -81,14 +81,15 @@ def process_db_coord(joint_img, joint_cam, joint_valid, aug: AugParams, img_shap
 
 
 def process_hand_face_bbox(bbox_xyxy, valid, aug: AugParams, img_shape, img2bb_trans,
-                           x_scale_index: int = 2):
-  """upstream: MSCOCO.process_hand_face_bbox (EHF's with x_scale_index=1).
+                           x_scale_index: int = 2, dummy=((0.0, 0.0), (1.0, 1.0))):
+  """upstream: MSCOCO.process_hand_face_bbox (EHF's: x_scale_index=1, zero dummy).
 
-  Returns (center (2,), size (2,)) in body-hm units of the axis-aligned box
-  around the four warped corners; the dummy box [[0, 0], [1, 1]] when invalid.
+  Returns corners [[x1, y1], [x2, y2]] (2, 2) in body-hm units of the
+  axis-aligned box around the four warped corners; `dummy` when invalid.
+  Unlike upstream, the caller's box is never flipped in place.
   """
   if not valid:
-    corners = np.array([[0, 0], [1, 1]], np.float32)
+    corners = np.array(dummy, np.float32)
   else:
     x0, y0, x1, y1 = np.asarray(bbox_xyxy, np.float32)
     if aug.do_flip:
@@ -98,7 +99,7 @@ def process_hand_face_bbox(bbox_xyxy, valid, aug: AugParams, img_shape, img2bb_t
     xy[:, 0] = xy[:, 0] / _IMG_W * geo.OUTPUT_HM_SHAPE[x_scale_index]
     xy[:, 1] = xy[:, 1] / _IMG_H * _HM_H
     corners = np.array([xy.min(axis=0), xy.max(axis=0)], np.float32)
-  return (corners[0] + corners[1]) / 2, corners[1] - corners[0]
+  return corners
 
 
 def image_of(record: Mapping, where: str) -> np.ndarray:
@@ -140,9 +141,9 @@ def make_example(record: Mapping, info: dbm.DatasetInfo, aug: AugParams = TEST_A
   boxes = {}
   for part in ex.HAND_FACE_PARTS:
     valid = float(record[f'{part}_bbox_valid'])
-    center, size = process_hand_face_bbox(record[f'{part}_bbox'], valid > 0, aug, img_shape,
-                                          img2bb, info.hand_face_box_x_scale)
-    boxes[part] = (center, size, np.float32(valid))
+    corners = process_hand_face_bbox(record[f'{part}_bbox'], valid > 0, aug, img_shape, img2bb,
+                                     info.hand_face_box_x_scale, info.hand_face_box_dummy)
+    boxes[part] = ((corners[0] + corners[1]) / 2, corners[1] - corners[0], np.float32(valid))
   if aug.do_flip:  # upstream swaps the hands' boxes and flags after flipping them
     boxes['lhand'], boxes['rhand'] = boxes['rhand'], boxes['lhand']
   for part, (center, size, valid) in boxes.items():
