@@ -504,6 +504,15 @@ def _orient(M: _Mesh, L, c, u, w):
   return L if _signed_area(M.P[L], c, u, w) >= 0 else L[::-1]
 
 
+_TIE = 1e-9
+
+
+def _first_min(values) -> int:
+  """Index of the first value within _TIE of the minimum (a CPU-independent argmin)."""
+  values = np.asarray(values)
+  return int(np.flatnonzero(values <= values.min() + _TIE)[0])
+
+
 def _stitch(M: _Mesh, A, B, axis=None) -> np.ndarray:
   """Zipper-triangulate the strip between loops ``A`` and ``B`` (outward normals)."""
   A, B = np.asarray(A), np.asarray(B)
@@ -512,7 +521,7 @@ def _stitch(M: _Mesh, A, B, axis=None) -> np.ndarray:
   _, u, w = _frame(cb - ca if axis is None else axis)
   A, B = _orient(M, A, ca, u, w), _orient(M, B, cb, u, w)
   ta, tb = _polar(M.P[A], ca, u, w), _polar(M.P[B], cb, u, w)
-  j0 = int(np.argmin(np.abs(_wrap(tb - ta[0]))))
+  j0 = _first_min(np.abs(_wrap(tb - ta[0])))
   B = np.concatenate([B[j0:], B[:j0]])
   tb = np.concatenate([tb[j0:], tb[:j0]])
   na, nb = len(A), len(B)
@@ -524,7 +533,9 @@ def _stitch(M: _Mesh, A, B, axis=None) -> np.ndarray:
   out = []
   i = j = 0
   while i < na or j < nb:
-    if j >= nb or (i < na and ua[i + 1] <= ub[j + 1]):
+    # Aligned rings make exact ties common: a tolerance keeps the choice the same
+    # whatever the last bit of the angles (which differs between CPUs' libm).
+    if j >= nb or (i < na and ua[i + 1] <= ub[j + 1] + _TIE):
       out.append((A[i], A[(i + 1) % na], B[j % nb]))
       i += 1
     else:
