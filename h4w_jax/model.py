@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import zlib
-from typing import Any
+from typing import Any, Optional
 
 import flax.linen as nn
 import jax
@@ -40,6 +40,9 @@ class ModelConfig:
   fix_lhand_flip: un-flip the left hand's x as the exact mirror (8 - x)
     instead of upstream's 7 - x (Q1; upstream's own comment calls 7 - x a
     pixel misalignment). Changes outputs: off for weight parity.
+  bn_group_size: samples per BatchNorm statistics group in training (see
+    resnet.BatchNorm): None syncs statistics over the global batch; the
+    per-device batch reproduces upstream's per-GPU statistics.
   """
   body_depth: int = 50
   hand_depth: int = 50
@@ -47,16 +50,18 @@ class ModelConfig:
   roi_max_sampling_grid: int = 4
   torch_cross_quirk: bool = False
   fix_lhand_flip: bool = False
+  bn_group_size: Optional[int] = None
 
 
 def dense(features: int, name: str) -> nn.Dense:
   return nn.Dense(features, name=name)
 
 
-def conv_bn_relu(x, features: int, name: str, train: bool):
+def conv_bn_relu(x, features: int, name: str, train: bool, bn_group_size=None, bn_views=1):
   """make_conv_layers([c, features], kernel=1): Conv(bias) -> BN -> ReLU."""
   x = conv(features, 1, use_bias=True, name=f'{name}_0')(x)
-  return nn.relu(BatchNorm(use_running_average=not train, name=f'{name}_1')(x))
+  return nn.relu(BatchNorm(use_running_average=not train, group_size=bn_group_size,
+                           views=bn_views, name=f'{name}_1')(x))
 
 
 class PositionNet(nn.Module):
@@ -82,6 +87,7 @@ def sample_with_coords(feat, coords):
 
 class BodyRotationNet(nn.Module):
   """upstream: module.py RotationNet('body'): 6D root and body poses, shape, camera."""
+  bn_group_size: Optional[int] = None
 
   @nn.compact
   def __call__(self, img_feat, joint_coord, lhand_feat, lhand_coord, rhand_feat, rhand_coord,
@@ -90,9 +96,12 @@ class BodyRotationNet(nn.Module):
     shape = dense(js.SHAPE_PARAM_DIM, 'shape_out_0')(pooled)
     cam_param = dense(3, 'cam_out_0')(pooled)
     parts = [
-        sample_with_coords(conv_bn_relu(img_feat, 512, 'body_conv', train), joint_coord),
-        sample_with_coords(conv_bn_relu(lhand_feat, 512, 'lhand_conv', train), lhand_coord),
-        sample_with_coords(conv_bn_relu(rhand_feat, 512, 'rhand_conv', train), rhand_coord),
+        sample_with_coords(conv_bn_relu(img_feat, 512, 'body_conv', train, self.bn_group_size),
+                           joint_coord),
+        sample_with_coords(conv_bn_relu(lhand_feat, 512, 'lhand_conv', train, self.bn_group_size),
+                           lhand_coord),
+        sample_with_coords(conv_bn_relu(rhand_feat, 512, 'rhand_conv', train, self.bn_group_size),
+                           rhand_coord),
     ]
     feat = jnp.concatenate(parts, axis=1)
     feat = feat.reshape(feat.shape[0], -1)  # index joint * 515 + channel, as upstream
@@ -103,10 +112,13 @@ class BodyRotationNet(nn.Module):
 
 class HandRotationNet(nn.Module):
   """upstream: module.py RotationNet('hand'): 6D poses of the 15 hand joints."""
+  bn_group_size: Optional[int] = None
 
   @nn.compact
   def __call__(self, feat, coords, train: bool):
-    joints = sample_with_coords(conv_bn_relu(feat, 512, 'hand_conv', train), coords)
+    # feat is [left hands; right hands]: two views per sample.
+    joints = sample_with_coords(
+        conv_bn_relu(feat, 512, 'hand_conv', train, self.bn_group_size, bn_views=2), coords)
     return dense(js.NUM_HAND_POSE_JOINTS * 6, 'hand_pose_out_0')(joints.reshape(joints.shape[0], -1))
 
 
@@ -122,6 +134,7 @@ class FaceRegressor(nn.Module):
 class BoxNet(nn.Module):
   """upstream: module.py BoxNet. Centres and sizes (B, 2) of the left hand, right
   hand and face boxes, in body-heatmap units."""
+  bn_group_size: Optional[int] = None
 
   @nn.compact
   def __call__(self, img_feat, joint_hm, train: bool):
@@ -133,7 +146,8 @@ class BoxNet(nn.Module):
     for i in range(3):  # make_deconv_layers: ConvT(k4, s2, p1, no bias) -> BN -> ReLU
       x = nn.ConvTranspose(256, (4, 4), strides=(2, 2), padding=((2, 2), (2, 2)),
                            transpose_kernel=True, use_bias=False, name=f'deconv_{3 * i}')(x)
-      x = nn.relu(BatchNorm(use_running_average=not train, name=f'deconv_{3 * i + 1}')(x))
+      x = nn.relu(BatchNorm(use_running_average=not train, group_size=self.bn_group_size,
+                            name=f'deconv_{3 * i + 1}')(x))
     center_hm = conv(3, 1, use_bias=True, name='bbox_center_0')(x).transpose(0, 3, 1, 2)
     centers = geo.soft_argmax_2d(center_hm)  # (B, 3, 2): lhand, rhand, face; 64x48 units
     sizes = []
@@ -158,6 +172,7 @@ class HandRoI(nn.Module):
   hand backbone on [flipped left; right] (2B, 8, 8, 2048)."""
   depth: int
   max_sampling_grid: int
+  bn_group_size: Optional[int] = None
 
   @nn.compact
   def __call__(self, img, lhand_bbox, rhand_bbox, train: bool):
@@ -166,19 +181,21 @@ class HandRoI(nn.Module):
     index = jnp.tile(jnp.arange(batch), 2)
     crops = roi_align(img, boxes, index, geo.INPUT_HAND_SHAPE, self.max_sampling_grid)
     crops = jnp.concatenate([crops[:batch, :, ::-1], crops[batch:]], axis=0)
-    return ResNetBackbone(self.depth, name='backbone')(crops, train)
+    return ResNetBackbone(self.depth, self.bn_group_size, bn_views=2, name='backbone')(
+        crops, train)
 
 
 class FaceRoI(nn.Module):
   """upstream: module.py FaceRoI: crop the face, run the face backbone."""
   depth: int
   max_sampling_grid: int
+  bn_group_size: Optional[int] = None
 
   @nn.compact
   def __call__(self, img, face_bbox, train: bool):
     crops = roi_align(img, body_to_img_boxes(face_bbox), jnp.arange(img.shape[0]),
                       geo.INPUT_FACE_SHAPE, self.max_sampling_grid)
-    return ResNetBackbone(self.depth, name='backbone')(crops, train)
+    return ResNetBackbone(self.depth, self.bn_group_size, name='backbone')(crops, train)
 
 
 @jax.tree_util.register_dataclass
@@ -221,25 +238,27 @@ class Hand4Whole(nn.Module):
     rot6d = functools.partial(geo.rot6d_to_axis_angle, torch_cross_quirk=cfg.torch_cross_quirk)
     batch = img.shape[0]
     body_img = img[:, ::2, ::2]  # F.interpolate(nearest) to 256x192 picks the even pixels
-    img_feat = ResNetBackbone(cfg.body_depth, name='backbone')(body_img, train)
+    groups = cfg.bn_group_size
+    img_feat = ResNetBackbone(cfg.body_depth, groups, name='backbone')(body_img, train)
 
     body_hm, body_joint_img = PositionNet(
         js.POS_JOINT_PART['body'][1], geo.OUTPUT_HM_SHAPE, name='body_position_net')(img_feat)
     (lhand_center, lhand_size, rhand_center, rhand_size, face_center,
-     face_size) = BoxNet(name='box_net')(img_feat, sg(body_hm), train)
+     face_size) = BoxNet(groups, name='box_net')(img_feat, sg(body_hm), train)
     lhand_bbox = sg(geo.restore_bbox(lhand_center, lhand_size, 1.0, 2.0))
     rhand_bbox = sg(geo.restore_bbox(rhand_center, rhand_size, 1.0, 2.0))
     face_bbox = sg(geo.restore_bbox(face_center, face_size, 1.0, 1.5))
 
-    hand_feat = HandRoI(cfg.hand_depth, cfg.roi_max_sampling_grid, name='hand_roi_net')(
-        img, lhand_bbox, rhand_bbox, train)
-    face_feat = FaceRoI(cfg.face_depth, cfg.roi_max_sampling_grid, name='face_roi_net')(
-        img, face_bbox, train)
+    hand_feat = HandRoI(cfg.hand_depth, cfg.roi_max_sampling_grid, groups,
+                        name='hand_roi_net')(img, lhand_bbox, rhand_bbox, train)
+    face_feat = FaceRoI(cfg.face_depth, cfg.roi_max_sampling_grid, groups,
+                        name='face_roi_net')(img, face_bbox, train)
 
     hand_joints = js.POS_JOINT_PART['rhand'][1] - js.POS_JOINT_PART['rhand'][0]
     _, hand_joint_img = PositionNet(hand_joints, geo.OUTPUT_HAND_HM_SHAPE,
                                     name='hand_position_net')(hand_feat)
-    hand_pose6 = HandRotationNet(name='hand_rotation_net')(hand_feat, sg(hand_joint_img), train)
+    hand_pose6 = HandRotationNet(groups, name='hand_rotation_net')(hand_feat, sg(hand_joint_img),
+                                                                   train)
     hand_pose = rot6d(hand_pose6.reshape(-1, 6)).reshape(2 * batch, -1)
 
     # Undo the left hand's flip: coordinates, rotations and features.
@@ -256,7 +275,7 @@ class Hand4Whole(nn.Module):
     rhand_feat = hand_feat[batch:]
 
     mcp = jnp.asarray(js.MCP_IDX)
-    root6, body6, shape, cam_param = BodyRotationNet(name='body_rotation_net')(
+    root6, body6, shape, cam_param = BodyRotationNet(groups, name='body_rotation_net')(
         img_feat, sg(body_joint_img), lhand_feat, sg(lhand_joint_img[:, mcp]),
         rhand_feat, sg(rhand_joint_img[:, mcp]), train)
     root_pose = rot6d(root6)

@@ -10,12 +10,69 @@ weight converter maps names one-to-one; tensors are NHWC, kernels HWIO.
 from __future__ import annotations
 
 import functools
+import math
+from typing import Optional
+
 import flax.linen as nn
+import jax
+import jax.numpy as jnp
 
-# BatchNorm2d defaults of PyTorch: eps 1e-5, momentum 0.1 (flax: 1 - 0.1).
-BatchNorm = functools.partial(nn.BatchNorm, momentum=0.9, epsilon=1e-5)
 
-STAGES = {18: ('basic', (2, 2, 2, 2)), 50: ('bottleneck', (3, 4, 6, 3))}
+class BatchNorm(nn.Module):
+  """torch.nn.BatchNorm2d (eps 1e-5, momentum 0.1) with a choice of statistics groups.
+
+  Training normalises with the biased variance of each group and updates the
+  running variance with the unbiased one, as torch does. `group_size` is the
+  number of samples that share statistics:
+    None: the whole (global) batch, i.e. statistics synced across devices;
+    k: consecutive groups of k samples, i.e. per-device statistics when k is
+       the per-device batch (upstream's DataParallel: 24 per GPU). The running
+       statistics move by the mean of the groups' statistics (DataParallel
+       keeps only GPU 0's, a detail not worth copying).
+  `views`: the batch is [view 0 of B samples; view 1; ...] and sample i's
+  statistics group also holds its other views (the hand backbone sees
+  [left hands; right hands], and upstream's GPU d sees both hands of its
+  samples).
+  """
+  use_running_average: bool
+  group_size: Optional[int] = None
+  views: int = 1
+  momentum: float = 0.1
+  epsilon: float = 1e-5
+
+  @nn.compact
+  def __call__(self, x):
+    channels = x.shape[-1]
+    scale = self.param('scale', nn.initializers.ones, (channels,))
+    bias = self.param('bias', nn.initializers.zeros, (channels,))
+    ra_mean = self.variable('batch_stats', 'mean', jnp.zeros, (channels,), jnp.float32)
+    ra_var = self.variable('batch_stats', 'var', jnp.ones, (channels,), jnp.float32)
+    if self.use_running_average:
+      mul = jax.lax.rsqrt(ra_var.value + self.epsilon) * scale
+      return ((x - ra_mean.value) * mul + bias).astype(x.dtype)
+
+    batch = x.shape[0] // self.views
+    group = batch if self.group_size is None else self.group_size
+    if batch % group:
+      raise ValueError(f'BatchNorm: batch {batch} is not a multiple of group_size {group}')
+    grouped = x.reshape((self.views, batch // group, group) + x.shape[1:])
+    axes = (0, 2) + tuple(range(3, grouped.ndim - 1))
+    # Statistics in at least float32 (bf16 activations), float64 under x64 tests.
+    xf = grouped.astype(jnp.promote_types(x.dtype, jnp.float32))
+    mean = xf.mean(axes, keepdims=True)
+    var = jnp.square(xf - mean).mean(axes, keepdims=True)
+    y = (xf - mean) * jnp.reciprocal(jnp.sqrt(var + self.epsilon)) * scale + bias
+    if not self.is_initializing():
+      count = self.views * group * math.prod(x.shape[1:-1])
+      group_mean = mean.reshape(-1, channels).mean(0)
+      group_var = var.reshape(-1, channels).mean(0) * (count / max(count - 1, 1))
+      ra_mean.value = (1 - self.momentum) * ra_mean.value + self.momentum * group_mean
+      ra_var.value = (1 - self.momentum) * ra_var.value + self.momentum * group_var
+    return y.reshape(x.shape).astype(x.dtype)
+
+# 10 is not a torchvision model: one BasicBlock per stage, for fast tests and demos.
+STAGES = {10: ('basic', (1, 1, 1, 1)), 18: ('basic', (2, 2, 2, 2)),
+          50: ('bottleneck', (3, 4, 6, 3))}
 
 
 def conv(features: int, kernel: int, stride: int = 1, padding: int = 0,
@@ -30,10 +87,13 @@ class BasicBlock(nn.Module):
   planes: int
   stride: int = 1
   downsample: bool = False
+  bn_group_size: Optional[int] = None
+  bn_views: int = 1
 
   @nn.compact
   def __call__(self, x, train: bool):
-    norm = functools.partial(BatchNorm, use_running_average=not train)
+    norm = functools.partial(BatchNorm, use_running_average=not train,
+                             group_size=self.bn_group_size, views=self.bn_views)
     out = nn.relu(norm(name='bn1')(conv(self.planes, 3, self.stride, 1, name='conv1')(x)))
     out = norm(name='bn2')(conv(self.planes, 3, 1, 1, name='conv2')(out))
     if self.downsample:
@@ -45,10 +105,13 @@ class Bottleneck(nn.Module):
   planes: int
   stride: int = 1
   downsample: bool = False
+  bn_group_size: Optional[int] = None
+  bn_views: int = 1
 
   @nn.compact
   def __call__(self, x, train: bool):
-    norm = functools.partial(BatchNorm, use_running_average=not train)
+    norm = functools.partial(BatchNorm, use_running_average=not train,
+                             group_size=self.bn_group_size, views=self.bn_views)
     out = nn.relu(norm(name='bn1')(conv(self.planes, 1, name='conv1')(x)))
     out = nn.relu(norm(name='bn2')(conv(self.planes, 3, self.stride, 1, name='conv2')(out)))
     out = norm(name='bn3')(conv(self.planes * 4, 1, name='conv3')(out))
@@ -60,20 +123,24 @@ class Bottleneck(nn.Module):
 class ResNetBackbone(nn.Module):
   """(N, H, W, 3) in [0, 1] -> (N, H/32, W/32, 512 or 2048)."""
   depth: int = 50
+  bn_group_size: Optional[int] = None
+  bn_views: int = 1
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     kind, counts = STAGES[self.depth]
     block, expansion = (Bottleneck, 4) if kind == 'bottleneck' else (BasicBlock, 1)
     x = conv(64, 7, 2, 3, name='conv1')(x)
-    x = nn.relu(BatchNorm(use_running_average=not train, name='bn1')(x))
+    x = nn.relu(BatchNorm(use_running_average=not train, group_size=self.bn_group_size,
+                          views=self.bn_views, name='bn1')(x))
     x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     in_planes = 64
     for stage, (planes, count) in enumerate(zip((64, 128, 256, 512), counts), start=1):
       for index in range(count):
         stride = 2 if stage > 1 and index == 0 else 1
         downsample = index == 0 and (stride != 1 or in_planes != planes * expansion)
-        x = block(planes, stride, downsample, name=f'layer{stage}_{index}')(x, train)
+        x = block(planes, stride, downsample, self.bn_group_size, self.bn_views,
+                  name=f'layer{stage}_{index}')(x, train)
         in_planes = planes * expansion
     return x
 
