@@ -68,6 +68,10 @@ class DatasetInfo:
     return mask
 
 
+# Datasets without part boxes emit zero centres and sizes (upstream's Human36M, MPII,
+# MPI-INF-3DHP set them directly; EHF's missing-box dummy).
+ZERO_BOX = ((0.0, 0.0), (0.0, 0.0))
+
 # The masks Human3.6M, MPII and MPI-INF-3DHP put on their body-only fits.
 BODY_FIT_ROTATION_INVALID = ('L_Ankle', 'R_Ankle', 'L_Wrist', 'R_Wrist')
 BODY_FIT_JOINT_INVALID = ('L_Big_toe', 'L_Small_toe', 'L_Heel', 'R_Big_toe', 'R_Small_toe',

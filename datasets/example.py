@@ -45,6 +45,8 @@ Example (what a worker emits per sample; batched with a leading B):
   color_scale   (3,) f32              applied on device (clip(img*s, 0, 255)/255)
   img2bb_trans, bb2img_trans (2, 3) f32   original pixels <-> crop pixels
   rot           () f32 degrees;  do_flip () f32
+  img_shape     (2,) int32  the record's original image (H, W); the device-side
+                flip of the SMPL-X targets mirrors x -> W - 1 - x
   joint_img     (137, 3) f32  body-hm units (x/64, y/64, depth bins)
   joint_cam     (137, 3) f32  metres, flipped and rotated like the image
   joint_valid, joint_trunc (137, 1) f32   trunc already multiplied by valid

@@ -26,12 +26,11 @@ import dataclasses
 import functools
 import logging
 import math
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Optional, Sequence
 
 import grain
 import numpy as np
 
-from h4w_datasets import db as dbm
 from h4w_datasets import example as ex
 from h4w_datasets import preprocessing as pre
 from h4w_datasets import transforms as tf

@@ -115,9 +115,12 @@ def _background(rng, height, width) -> np.ndarray:
 
 def _sample_smplx_params(rng, n: int) -> dict[str, np.ndarray]:
   yaw = rng.uniform(-0.8, 0.8, size=n)
-  # Camera frame is the body frame turned 180 degrees about x (y down, z forward).
-  root = np.stack([_matrix_to_rotvec(_rotvec_to_matrix(np.array([np.pi, 0, 0]))
-                                     @ _rotvec_to_matrix(np.array([0, y, 0]))) for y in yaw])
+  tilt = rng.uniform(-0.15, 0.15, size=(n, 2))
+  # Camera frame is the body frame turned 180 degrees about x (y down, z forward); the
+  # small tilt keeps the root's angle off exactly pi, where a and -a are one rotation.
+  root = np.stack([_matrix_to_rotvec(_rotvec_to_matrix(np.array([np.pi + t[0], 0, t[1]]))
+                                     @ _rotvec_to_matrix(np.array([0, y, 0])))
+                   for y, t in zip(yaw, tilt)])
   body = rng.normal(0, 0.15, size=(n, 21, 3))
   body[:, 15, 2] += rng.uniform(-1.2, -0.2, size=n)   # left shoulder: arm down, varied
   body[:, 16, 2] += rng.uniform(0.2, 1.2, size=n)     # right shoulder
