@@ -1,0 +1,92 @@
+"""Training checkpoints: the train state and the data iterator, saved together (orbax).
+
+Each step's checkpoint holds `state` (params, batch_stats, opt_state, step,
+rng; sharded arrays written by every process) and `data` (each process's
+grain iterator state as JSON). orbax writes into a temporary folder and
+renames it when complete, so a run killed mid-save leaves the previous
+checkpoint as the latest; `restore_latest` only sees finished ones. Saves are
+asynchronous: the step loop goes on while the files are written.
+
+To hand weights to the converter (`python -m h4w_jax.convert --to-torch`) or
+the Predictor, `export_variables` writes the converter's checkpoint format.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grain
+import numpy as np
+import jax
+import orbax.checkpoint as ocp
+
+
+class Manager:
+  """orbax CheckpointManager for (state, data iterator); keeps the last `keep`."""
+
+  def __init__(self, directory, *, keep: int = 3, async_save: bool = True):
+    self.directory = Path(directory).absolute()
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                           enable_async_checkpointing=async_save)
+    self._manager = ocp.CheckpointManager(
+        self.directory, options=options,
+        item_handlers={'state': ocp.StandardCheckpointHandler(),
+                       'data': grain.checkpoint.CheckpointHandler()})
+
+  def latest_step(self):
+    return self._manager.latest_step()
+
+  def save(self, step: int, state, data_iterator) -> None:
+    self._manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        data=grain.checkpoint.CheckpointSave(data_iterator)))
+
+  def restore_latest(self, abstract_state, shardings, data_iterator):
+    """The latest state (placed with `shardings`), restoring `data_iterator` in place;
+    None when there is no checkpoint yet."""
+    step = self._manager.latest_step()
+    if step is None:
+      return None
+    target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                          abstract_state, shardings)
+    restored = self._manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(target),
+        data=grain.checkpoint.CheckpointRestore(data_iterator)))
+    return restored['state']
+
+  def wait(self) -> None:
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.close()
+
+
+def export_variables(state, directory, epoch: int | None, **notes):
+  """{'params', 'batch_stats'} of a train state in the converter's format (process 0)."""
+  from h4w_jax import convert
+  variables = {'params': jax.device_get(state.params),
+               'batch_stats': jax.device_get(state.batch_stats)}
+  return convert.save_checkpoint(directory, variables, epoch, notes=notes)
+
+
+def load_latest_state(directory, step: int | None = None) -> tuple[int, dict]:
+  """(step, state as nested numpy dicts) of the newest (or the given) checkpoint.
+
+
+  Works whatever devices wrote it (every array is read whole onto this host's
+  first device). For inspection and tests; training resumes through
+  `Manager.restore_latest`.
+  """
+  manager = ocp.CheckpointManager(Path(directory).absolute(),
+                                  item_handlers={'state': ocp.StandardCheckpointHandler()})
+  step = manager.latest_step() if step is None else step
+  if step is None or step not in manager.all_steps():
+    raise FileNotFoundError(f'{directory}: no finished checkpoint'
+                            + ('' if step is None else f' for step {step}'))
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  metadata = manager.item_metadata(step)['state']
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                        metadata)
+  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+  manager.close()
+  return step, jax.tree.map(np.asarray, restored['state'])

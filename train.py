@@ -1,0 +1,52 @@
+"""Train Hand4Whole: `python train.py --config configs/stage1.py --workdir runs/stage1`.
+
+Any config field can be overridden: `--config.batch_size=48 --config.lr=2e-4`.
+Multi-host: on TPU pods and under SLURM `jax.distributed.initialize()` finds the
+other processes itself; elsewhere pass --coordinator_address HOST:PORT,
+--num_processes N and --process_id I on every host. A run resumes from the
+newest checkpoint in --workdir automatically.
+"""
+
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+# The repo root holds configs/ (imported by the config files as `configs.default`).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+config_flags.DEFINE_config_file('config', None, 'a configs/*.py file', lock_config=True)
+flags.DEFINE_string('workdir', None, 'where checkpoints, logs and images go')
+flags.DEFINE_string('coordinator_address', None, 'multi-process: HOST:PORT of process 0')
+flags.DEFINE_integer('num_processes', None, 'multi-process: number of processes')
+flags.DEFINE_integer('process_id', None, 'multi-process: this process, 0..num_processes-1')
+flags.DEFINE_integer('num_cpu_devices', None, 'CPU only: pretend to have this many devices')
+flags.mark_flags_as_required(['config', 'workdir'])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  del argv
+  if not FLAGS['verbosity'].present:   # orbax and grain log every save at INFO
+    logging.set_verbosity(logging.WARNING)
+  import jax
+  if FLAGS.num_cpu_devices:
+    jax.config.update('jax_num_cpu_devices', FLAGS.num_cpu_devices)
+  if FLAGS.coordinator_address or FLAGS.num_processes:
+    jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+  elif any(k in os.environ for k in ('SLURM_JOB_ID', 'TPU_WORKER_HOSTNAMES', 'MEGASCALE_COORDINATOR_ADDRESS')):
+    jax.distributed.initialize()
+  cache = os.environ.get('H4W_JAX_CACHE', os.path.expanduser('~/.cache/h4w_jax/xla'))
+  jax.config.update('jax_compilation_cache_dir', cache)
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
+  from h4w_jax import trainer
+  try:
+    trainer.run(FLAGS.config, FLAGS.workdir)
+  except trainer.TrainingError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(1)
+
+
+if __name__ == '__main__':
+  app.run(main)
