@@ -12,6 +12,7 @@ upstream's test-mode dict (see `h4w_jax.outputs.test_outputs`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Any
 
@@ -21,12 +22,34 @@ import numpy as np
 from h4w_jax import geometry as geo
 from h4w_jax import model as model_lib
 from h4w_jax import outputs
+from h4w_jax import resnet
 
 
-@jax.jit
-def _predict(variables, layer, images):
-  net = model_lib.Hand4Whole().apply(variables, images, train=False)
+@functools.partial(jax.jit, static_argnums=0)
+def _predict(config, variables, layer, images):
+  net = model_lib.Hand4Whole(config).apply(variables, images, train=False)
   return outputs.test_outputs(net, layer)
+
+
+def _resnet_depth(backbone_params, where: str) -> int:
+  """The depth in resnet.STAGES whose block kind and blocks per stage these weights have."""
+  counts = tuple(sum(k.startswith(f'layer{stage}_') for k in backbone_params)
+                 for stage in range(1, 5))
+  kind = 'bottleneck' if 'conv3' in backbone_params.get('layer1_0', {}) else 'basic'
+  for depth, stages in resnet.STAGES.items():
+    if stages == (kind, counts):
+      return depth
+  raise ValueError(f'{where}: a {kind} ResNet with {counts} blocks per stage is none of '
+                   f'depths {sorted(resnet.STAGES)}')
+
+
+def model_config_of(variables) -> model_lib.ModelConfig:
+  """upstream's ModelConfig with the three backbone depths read off the weights."""
+  params = variables['params']
+  return model_lib.ModelConfig(
+      body_depth=_resnet_depth(params['backbone'], 'backbone'),
+      hand_depth=_resnet_depth(params['hand_roi_net']['backbone'], 'hand_roi_net/backbone'),
+      face_depth=_resnet_depth(params['face_roi_net']['backbone'], 'face_roi_net/backbone'))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,14 +57,21 @@ class Predictor:
   variables: Any                  # {'params', 'batch_stats'}
   layer: Any                      # smplx_jax.SMPLX, upstream's neutral layer
   epoch: int | None = None
+  config: model_lib.ModelConfig = model_lib.ModelConfig()
 
   @classmethod
-  def from_checkpoint(cls, checkpoint_dir: str | os.PathLike, human_model_path):
-    """Loads an orbax checkpoint written by `python -m h4w_jax.convert`."""
+  def from_checkpoint(cls, checkpoint_dir: str | os.PathLike, human_model_path,
+                      model_config: model_lib.ModelConfig | None = None):
+    """Loads an orbax checkpoint written by `python -m h4w_jax.convert`.
+
+    model_config: None takes upstream's settings with the backbone depths of
+    the checkpoint (50/50/18 for upstream's weights, e.g. 18/18/18 for the
+    quickstart's).
+    """
     from h4w_jax import convert
     variables, meta = convert.load_checkpoint(checkpoint_dir)
     return cls(variables=variables, layer=outputs.smplx_layer(human_model_path),
-               epoch=meta.get('epoch'))
+               epoch=meta.get('epoch'), config=model_config or model_config_of(variables))
 
   def __call__(self, images) -> dict[str, np.ndarray]:
     images = np.asarray(images, np.float32)
@@ -49,4 +79,4 @@ class Predictor:
     if images.ndim != 4 or images.shape[1:] != expected:
       raise ValueError(f'images must be (B, {expected[0]}, {expected[1]}, 3) RGB crops in '
                        f'[0, 1], channels last; got {images.shape}')
-    return jax.tree.map(np.asarray, _predict(self.variables, self.layer, images))
+    return jax.tree.map(np.asarray, _predict(self.config, self.variables, self.layer, images))
