@@ -327,7 +327,6 @@ def flax_to_torch(variables: Mapping, num_batches_tracked: int | Mapping[str, in
   out = collections.OrderedDict()
   unnamed = []
   for module, by_collection in _modules(variables).items():
-    params = by_collection.get('params', {})
     stats = by_collection.get('batch_stats', {})
     leaves = [(c, n) for c, names in _TORCH_ORDER for n in names if n in by_collection.get(c, {})]
     unnamed += ['/'.join((c,) + module + (n,)) for c, tree in by_collection.items()
