@@ -90,3 +90,29 @@ def load_latest_state(directory, step: int | None = None) -> tuple[int, dict]:
   restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
   manager.close()
   return step, jax.tree.map(np.asarray, restored['state'])
+
+
+def main(argv=None) -> int:
+  """`python -m h4w_jax.checkpointing export WORKDIR OUT [--step N]`: a training run's
+  weights in the converter's format (for the demo, the Predictor, `convert --to-torch`)."""
+  import argparse
+  parser = argparse.ArgumentParser(description=main.__doc__.split('\n\n')[0])
+  parser.add_argument('command', choices=['export'])
+  parser.add_argument('workdir', type=Path, help='a train.py --workdir (or its checkpoints/)')
+  parser.add_argument('out', type=Path, help='a new folder for the exported weights')
+  parser.add_argument('--step', type=int, default=None, help='default: the newest checkpoint')
+  args = parser.parse_args(argv)
+  directory = args.workdir / 'checkpoints' if (args.workdir / 'checkpoints').is_dir() \
+      else args.workdir
+  step, state = load_latest_state(directory, args.step)
+  from h4w_jax import convert
+  variables = {'params': state['params'], 'batch_stats': state['batch_stats']}
+  convert.save_checkpoint(args.out, variables, None, source=str(directory),
+                          notes={'train_step': int(step)})
+  print(f'exported step {step} of {directory} to {args.out}')
+  return 0
+
+
+if __name__ == '__main__':
+  import sys
+  sys.exit(main())

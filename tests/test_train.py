@@ -187,3 +187,13 @@ def test_overrides_and_missing_files_are_reported(tmp_path):
   assert proc.returncode == 1, out
   assert 'smplx/SMPLX_NEUTRAL.npz' in out and str(tmp_path / 'no_models') in out
   assert json.loads((workdir / 'config.json').read_text())['batch_size'] == 6
+
+
+def test_export_for_the_converter_and_predictor(tmp_path, single_device_run):
+  from h4w_jax import convert
+  assert checkpointing.main(['export', str(single_device_run), str(tmp_path / 'export')]) == 0
+  variables, meta = convert.load_checkpoint(tmp_path / 'export')
+  _, state = checkpointing.load_latest_state(single_device_run / 'checkpoints')
+  assert meta['train_step'] == STEPS
+  for a, b in zip(jax.tree.leaves(variables['params']), jax.tree.leaves(state['params'])):
+    np.testing.assert_array_equal(a, b)
