@@ -7,6 +7,7 @@ for what each field means.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -131,6 +132,10 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
                                    process_count=jax.process_count())
   steps_per_epoch = source.steps_per_epoch
   total_steps = config.total_steps or num_epochs * steps_per_epoch
+  if total_steps > num_epochs * steps_per_epoch:   # total_steps beyond end_epoch: more data
+    data_cfg = dataclasses.replace(data_cfg, num_epochs=-(-total_steps // steps_per_epoch))
+    dataset, source = pipeline.build(groups, data_cfg, process_index=jax.process_index(),
+                                     process_count=jax.process_count())
   layer = outputs.smplx_layer(config.human_model_path)
 
   # ---------------------------------------------------------------- Mesh & shardings
