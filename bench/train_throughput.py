@@ -152,7 +152,7 @@ def jax_step(config_name: str, batch_size: int, human_model_path):
   import functools
   import jax
   import jax.numpy as jnp
-  from h4w_jax import convert, optim, outputs, trainer, training
+  from h4w_jax import convert, optim, outputs, targets, trainer, training
   from h4w_jax import model as model_lib
   if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))   # configs/*.py import `configs.default`
@@ -176,11 +176,14 @@ def jax_step(config_name: str, batch_size: int, human_model_path):
     label = 'trainer init'
   state = jax.jit(lambda v, key: training.init_state(key, model_cfg, tx, lambda _: v))(
       variables, rng)
+  layer = outputs.smplx_layer(human_model_path)
+  target_layer = targets.smplx_joints(layer)   # as the trainer passes it
   step = jax.jit(functools.partial(
       training.train_step, model=model, tx=tx, schedule=schedule,
       compute_dtype=jnp.dtype(config.compute_dtype),
       detach_joints_for_projection=config.detach_joints_for_projection), donate_argnums=0)
-  return step, state, outputs.smplx_layer(human_model_path), depths, label
+  # Layers are arguments, not closures: arrays must not become constants of the program.
+  return functools.partial(step, target_layer=target_layer), state, layer, depths, label
 
 
 def torch_inputs(layer, batch, path: Path) -> None:

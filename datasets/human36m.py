@@ -176,6 +176,27 @@ def world_joints_to_record(joint_world_mm, cam_R, cam_t_mm, focal, princpt, root
   return joint_img, joint_cam.astype(np.float32)
 
 
+def checked_annotation(ann, images: Mapping, annot_path, seen_ids: set,
+                       required: Sequence[str] = ('image_id', 'bbox')):
+  """A COCO annotation's id, its image entry and a `where` for errors.
+
+  Raises ValueError naming the file and ids for a missing field, a duplicate
+  annotation id (pycocotools would keep the last silently) or an unknown image.
+  """
+  ann_id = ann.get('id') if isinstance(ann, Mapping) else None
+  where = f'{annot_path} annotation {ann_id}'
+  if ann_id is None or any(k not in ann for k in required):
+    raise ValueError(f"{where}: annotation needs {', '.join(('id',) + tuple(required[:-1]))} "
+                     f'and {required[-1]}')
+  if ann_id in seen_ids:
+    raise ValueError(f'{where}: duplicate annotation id')
+  seen_ids.add(ann_id)
+  img = images.get(ann['image_id'])
+  if img is None:
+    raise ValueError(f"{where}: image {ann['image_id']} is not in the file")
+  return ann_id, img, f"{annot_path} annotation {ann_id} (image {ann['image_id']})"
+
+
 def stack_rows(rows: list[dict[str, Any]], num_joints: int) -> dict[str, np.ndarray]:
   """Records -> one array per field (leading N); img_path as an object array."""
   spec = ex.record_spec(num_joints)
@@ -251,17 +272,7 @@ class Human36M:
   def _parse(self, ann, images, cameras, joints, fits, stride, img_dir, data_file, prefix,
              fit_file, seen_ids):
     """One annotation -> [] (filtered, counted) or [record]. Order follows upstream's checks."""
-    ann_id = ann.get('id') if isinstance(ann, Mapping) else None
-    where = f'{data_file} annotation {ann_id}'
-    if ann_id is None or 'image_id' not in ann or 'bbox' not in ann:
-      raise ValueError(f'{where}: annotation needs id, image_id and bbox')
-    if ann_id in seen_ids:
-      raise ValueError(f'{where}: duplicate annotation id')
-    seen_ids.add(ann_id)
-    img = images.get(ann['image_id'])
-    if img is None:
-      raise ValueError(f"{where}: image {ann['image_id']} is not in the file")
-    where = f"{data_file} annotation {ann_id} (image {ann['image_id']})"
+    ann_id, img, where = checked_annotation(ann, images, data_file, seen_ids)
     try:
       keys = [img[k] for k in ('subject', 'action_idx', 'subaction_idx', 'frame_idx', 'cam_idx')]
       file_name, shape = img['file_name'], (int(img['height']), int(img['width']))

@@ -102,17 +102,7 @@ class MPI_INF_3DHP:  # pylint: disable=invalid-name  (upstream's class name)
     h36m.log_loaded('MPI_INF_3DHP', split, len(rows), self.num_dropped)
 
   def _parse(self, ann, images, cameras, joints, fits, data_dir, annot_path, seen_ids):
-    ann_id = ann.get('id') if isinstance(ann, Mapping) else None
-    where = f'{annot_path} annotation {ann_id}'
-    if ann_id is None or 'image_id' not in ann or 'bbox' not in ann:
-      raise ValueError(f'{where}: annotation needs id, image_id and bbox')
-    if ann_id in seen_ids:
-      raise ValueError(f'{where}: duplicate annotation id')
-    seen_ids.add(ann_id)
-    img = images.get(ann['image_id'])
-    if img is None:
-      raise ValueError(f"{where}: image {ann['image_id']} is not in the file")
-    where = f"{annot_path} annotation {ann_id} (image {ann['image_id']})"
+    ann_id, img, where = h36m.checked_annotation(ann, images, annot_path, seen_ids)
     try:
       subject, seq, frame, cam_idx = (img[k] for k in ('subject_idx', 'seq_idx', 'frame_idx',
                                                       'cam_idx'))

@@ -85,17 +85,8 @@ class MPII:
     h36m.log_loaded('MPII', split, len(rows), self.num_dropped)
 
   def _parse(self, ann, images, fits, data_dir, annot_path, fit_path, seen_ids, binarize_valid):
-    ann_id = ann.get('id') if isinstance(ann, Mapping) else None
-    where = f'{annot_path} annotation {ann_id}'
-    if ann_id is None or any(k not in ann for k in ('image_id', 'bbox', 'keypoints')):
-      raise ValueError(f'{where}: annotation needs id, image_id, bbox and keypoints')
-    if ann_id in seen_ids:
-      raise ValueError(f'{where}: duplicate annotation id')
-    seen_ids.add(ann_id)
-    img = images.get(ann['image_id'])
-    if img is None:
-      raise ValueError(f"{where}: image {ann['image_id']} is not in the file")
-    where = f"{annot_path} annotation {ann_id} (image {ann['image_id']})"
+    ann_id, img, where = h36m.checked_annotation(ann, images, annot_path, seen_ids,
+                                                 ('image_id', 'bbox', 'keypoints'))
     try:
       file_name, shape = img['file_name'], (int(img['height']), int(img['width']))
     except (KeyError, TypeError, ValueError) as e:

@@ -48,12 +48,19 @@ def _all_finite(tree) -> Array:
   return jnp.stack(leaves).all()
 
 
-def train_step(state: TrainState, batch: dict, layer, *, model: model_lib.Hand4Whole,
-               tx: optax.GradientTransformation, schedule: optax.Schedule,
-               compute_dtype=jnp.float32, detach_joints_for_projection: bool = False):
+def train_step(state: TrainState, batch: dict, layer, target_layer=None, *,
+               model: model_lib.Hand4Whole, tx: optax.GradientTransformation,
+               schedule: optax.Schedule, compute_dtype=jnp.float32,
+               detach_joints_for_projection: bool = False):
   """One update. Returns (new_state, metrics) with every loss term's mean,
-  the total loss, the learning rate, the gradient norm and `finite`."""
-  inputs, target, meta_info = targets.train_batch(layer, batch)
+  the total loss, the learning rate, the gradient norm and `finite`.
+
+  layer: the SMPL-X layer of the model's outputs (upstream's smplx_layer).
+  target_layer: what the targets are computed with; `targets.smplx_joints(layer)`
+    gives the same joints from ~6% of the vertices (default: `layer`).
+  """
+  inputs, target, meta_info = targets.train_batch(
+      layer if target_layer is None else target_layer, batch)
 
   def loss_fn(params):
     cast = lambda x: x.astype(compute_dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
