@@ -30,3 +30,26 @@ def human_model_files(tmp_path_factory) -> Path:
 def clean_human_model_files(tmp_path_factory) -> Path:
   """The same files (same seed) as plain numpy pickles, which PyPI smplx reads."""
   yield from _synthetic_tree(tmp_path_factory, 'hmf_clean', chumpy=False)
+
+
+NUMERICAL_PACKAGES = ('jax', 'jaxlib', 'numpy', 'scipy', 'opencv-python-headless', 'torch', 'smplx',
+                      'flax', 'optax', 'orbax-checkpoint', 'grain', 'pillow', 'ml-dtypes')
+
+
+def numerical_versions() -> str:
+  from importlib import metadata
+  versions = []
+  for name in NUMERICAL_PACKAGES:
+    try:
+      versions.append(f'{name} {metadata.version(name)}')
+    except metadata.PackageNotFoundError:
+      versions.append(f'{name} absent')
+  return ', '.join(versions)
+
+
+def pytest_sessionstart(session):
+  """The resolved versions of the numerical dependencies, first thing in every run (also under
+  -q), so that a failure on a new machine shows what moved (goldens: tests/data/README.md)."""
+  reporter = session.config.pluginmanager.get_plugin('terminalreporter')
+  if reporter is not None:
+    reporter.write_line(f'numerical dependencies: {numerical_versions()}')

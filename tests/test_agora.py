@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import crop_parity
 import smplx_jax
 from h4w_datasets import agora
 from h4w_datasets import example as ex
@@ -179,17 +180,9 @@ def test_reader_matches_upstream_datalists(root, goldens):
 
 
 def _img_checks(img_nhwc, goldens, prefix):
-  """Our uint8 crop with the gain applied, /255, against upstream's float crop.
-
-  Rounding to uint8 before the gain (<= 1.2): <= 0.6/255 = 2.4e-3. Per-channel
-  means of the whole crop agree to 1e-4.
-  """
-  img = np.asarray(img_nhwc, np.float64)
-  np.testing.assert_allclose(img[:, ::4, ::4], goldens[f'{prefix}/img_sub'], atol=3e-3)
-  pixels = img.shape[1] * img.shape[2]
-  np.testing.assert_allclose(img.sum(axis=(1, 2)) / pixels, goldens[f'{prefix}/img_sum'] / pixels,
-                             atol=1e-4)
-
+  """Our uint8 crop with the gain applied, /255, against upstream's float crop
+  (tests/crop_parity.py: rounding, OpenCV releases)."""
+  crop_parity.assert_crop_matches(img_nhwc, goldens, prefix, GOLDENS.name, channels_first=False)
 
 def _compare_targets(targets, meta, goldens, prefix):
   # float32 rounding of the two implementations; masks exact.

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import crop_parity
 from h4w_datasets import example as ex
 from h4w_datasets import human36m
 from h4w_datasets import mpi_inf_3dhp
@@ -246,19 +247,11 @@ def test_readers_match_upstream_datalists(readers, goldens):
                                  atol=1e-6, err_msg=name)
 
 
-def _img_checks(img_nhwc, g, prefix):
-  """Our crop (uint8, colour gain applied, /255) against upstream's float crop.
-
-  The uint8 crop rounds upstream's float pixels by <= 0.5 grey levels before
-  the gain (<= 1.2): 0.6/255 = 2.4e-3; the stored subsample is float16 (+5e-4).
-  Measured: 2.6e-3 max on the subsample, 6e-6 on per-channel means.
-  """
-  img = np.asarray(img_nhwc, np.float64)
-  sub = img[:, ::4, ::4].transpose(0, 3, 1, 2)
-  np.testing.assert_allclose(sub, g[f'{prefix}/img_sub'].astype(np.float64), atol=3e-3)
-  pixels = img.shape[1] * img.shape[2]
-  np.testing.assert_allclose(img.sum(axis=(1, 2)) / pixels, g[f'{prefix}/img_sum'] / pixels,
-                             atol=1e-4)
+def _img_checks(img_nhwc, g, prefix, name):
+  """Our crop (uint8, colour gain applied, /255) against upstream's float crop
+  (tests/crop_parity.py: rounding, float16 storage, OpenCV releases)."""
+  return crop_parity.assert_crop_matches(img_nhwc, g, prefix, f'pipeline_goldens_{name}.npz',
+                                         channels_first=True)
 
 
 @pytest.fixture(scope='module')
@@ -289,7 +282,7 @@ def test_train_pipeline_matches_upstream(name, readers, goldens, layer):
     examples.append(tf.train_example(reader[int(i)], info, aug))
   batch = {k: np.stack([e[k] for e in examples]) for k in examples[0]}
   inputs, targets, meta = tg.train_batch(layer, batch)
-  _img_checks(inputs['img'], g, 'train')
+  _img_checks(inputs['img'], g, 'train', name)
   # Tolerances: float32 rounding of the two implementations (measured: masks, joint_img and
   # joint_cam exact, smplx_joint_img 2.6e-5 hm, smplx_joint_cam 1e-6 m, pose 6.6e-7 rad).
   atol = {'smplx_joint_img': 2e-4, 'smplx_joint_cam': 2e-5, 'smplx_pose': 2e-5}
@@ -318,7 +311,39 @@ def test_human36m_test_pipeline_matches_upstream(readers, goldens):
   g, reader = goldens['human36m'], readers['human36m_test']
   examples = [tf.test_example(reader[int(i)], human36m.INFO) for i in g['test/index']]
   img = np.stack([e['img'] for e in examples]).astype(np.float64) / 255
-  _img_checks(img, g, 'test')
+  _img_checks(img, g, 'test', 'human36m')
+
+
+def test_crop_check_fails_on_a_one_pixel_shift(readers, goldens):
+  """The crop tolerance admits rounding and OpenCV's boundary pixels, not a moved crop."""
+  g, reader = goldens['human36m'], readers['human36m_test']
+  examples = [tf.test_example(reader[int(i)], human36m.INFO) for i in g['test/index']]
+  img = np.stack([e['img'] for e in examples]).astype(np.float64) / 255
+  stats = _img_checks(img, g, 'test', 'human36m')
+  assert stats['over_boundary'] == 0
+  for axis in (1, 2):   # one pixel down, one pixel right (edge row/column repeated)
+    shifted = np.concatenate([np.take(img, [0], axis=axis), np.delete(img, -1, axis=axis)],
+                             axis=axis)
+    with pytest.raises(AssertionError, match='crop values differ'):
+      _img_checks(shifted, g, 'test', 'human36m')
+
+
+def test_crop_tolerance_follows_the_opencv_release():
+  """Boundary pixels are allowed only with another OpenCV minor release than the golden's."""
+  name = 'pipeline_goldens_agora.npz'
+  made = crop_parity.golden_opencv(name)
+  assert crop_parity.allowed_boundary_pixels(name, 73728, running=made) == 0
+  assert crop_parity.allowed_boundary_pixels(name, 73728, running='5.1.0') == 7
+  assert crop_parity.allowed_boundary_pixels(name, 100, running='5.1.0') == 4
+  ours = np.full((1, 8, 8, 3), 0.5)
+  ours[0, 1, 2, 0] += 1 / 255   # one value one grey level away: OpenCV 5.1 at a boundary
+  stats = crop_parity.crop_differences(ours, np.full_like(ours, 0.5))
+  assert (stats['over_base'], stats['over_boundary']) == (1, 0)
+  data = Path(__file__).parent / 'data'
+  crop_goldens = {p.name for p in data.glob('*goldens*.npz')   # OpenCV-warped crops
+                  if any(k.endswith(('img_sub', 'crop_sub')) for k in np.load(p).files)}
+  assert crop_goldens and crop_goldens <= set(crop_parity.VERSIONS), \
+      'every golden with crops records the OpenCV release that made it'
 
 
 # ------------------------------------------------------------------ errors

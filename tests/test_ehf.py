@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import crop_parity
 from h4w_datasets import ehf
 from h4w_datasets import example as ex
 from h4w_datasets import synthetic
@@ -81,14 +82,9 @@ def test_mesh_and_boxes_agree_with_the_scenes(reader, clean_human_model_files, g
 def test_pipeline_matches_upstream(reader, goldens):
   examples = [tf.test_example(reader[int(i)], ehf.INFO) for i in goldens['test/index']]
   batch = {k: np.stack([e[k] for e in examples]) for k in examples[0]}
-  # uint8 crop vs upstream's float crop: <= 0.5/255 rounding, float16 storage (+5e-4);
-  # whole-crop channel means measured within 4e-6.
-  img = batch['img'].astype(np.float64) / 255
-  np.testing.assert_allclose(img[:, ::4, ::4].transpose(0, 3, 1, 2),
-                             goldens['test/img_sub'].astype(np.float64), atol=3e-3)
-  pixels = img.shape[1] * img.shape[2]
-  np.testing.assert_allclose(img.sum(axis=(1, 2)) / pixels, goldens['test/img_sum'] / pixels,
-                             atol=1e-4)
+  # uint8 crop vs upstream's float crop: tests/crop_parity.py (rounding, float16, OpenCV).
+  crop_parity.assert_crop_matches(batch['img'].astype(np.float64) / 255, goldens, 'test',
+                                  GOLDENS.name, channels_first=True)
   np.testing.assert_allclose(batch['bb2img_trans'], goldens['test/meta/bb2img_trans'], atol=1e-5)
   # Upstream read index 1 (ascii PLY) and 0, 4 (binary) with plyfile.
   np.testing.assert_allclose(batch['smplx_mesh_cam'], goldens['test/targets/smplx_mesh_cam'],
