@@ -15,7 +15,7 @@ import jax
 # The repo root holds configs/ (imported by the config files as `configs.default`).
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from h4w_jax.evaluate import EvalError, run  # noqa: E402  (after the path insert)
+from h4w_jax.evaluation.loop import EvalError, run  # noqa: E402  (after the path insert)
 
 # ---------------------------------------------------------------------------
 # Command line

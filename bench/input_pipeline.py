@@ -12,7 +12,7 @@ our pipeline draws them (PositionSource.sample_of + transforms.sample_aug).
 
 Ours, per sample in a grain worker: PositionSource[l] (reader record -> uint8
 decode, one warpAffine with the flip folded in, joints, boxes); per batch on
-the device: h4w_jax.targets.train_batch (the SMPL-X targets, jitted), timed
+the device: h4w_jax.models.targets.train_batch (the SMPL-X targets, jitted), timed
 apart because on an accelerator it does not cost loader CPU.
 
 Upstream, per sample in a torch DataLoader worker (torch.set_num_threads(1)):
@@ -506,7 +506,7 @@ def upstream_datalist(reader):
 def make_work(readers, source, args, total, human_model_path):
   """Everything the upstream side needs, as JSON: plan, datalists, joint tables."""
   from h4w_datasets import transforms as tf
-  from h4w_jax import joint_sets as js
+  from h4w_jax.common import joint_sets as js
   plan = {'reader': [], 'index': [], 'scale': [], 'rot': [], 'color': [], 'flip': []}
   for l in range(total):
     reader_id, index, rng, _ = source.sample_of(source.global_position(l))
@@ -535,7 +535,7 @@ def make_work(readers, source, args, total, human_model_path):
 def time_targets(source, human_model_path, batch, repeats):
   """Jitted train_batch on one batch of examples: compile s, wall and CPU s per batch."""
   import jax
-  from h4w_jax import outputs, targets
+  from h4w_jax.models import outputs, targets
   examples = [source[l] for l in range(batch)]
   host = {k: np.stack([e[k] for e in examples]) for k in examples[0]}
   layer = outputs.smplx_layer(human_model_path)

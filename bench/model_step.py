@@ -36,7 +36,8 @@ import optax
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'tests'))
 import fake_h4w  # noqa: E402  (deterministic fakes shared with the parity tests)
 
-from h4w_jax import convert, model, outputs  # noqa: E402
+from h4w_jax.weights import keys  # noqa: E402
+from h4w_jax.models import hand4whole, outputs
 
 
 def _median(fn, repeats=5, min_time=2.0):
@@ -86,13 +87,13 @@ def main(argv=None):
   torch, upstream_model = load_upstream(args.upstream, args.human_model_path, args.device)
   state = fake_h4w.fake_state_dict(fake_h4w.load_manifest())
   layer = outputs.smplx_layer(args.human_model_path)
-  variables = convert.torch_to_flax(state, model.variable_shapes())
+  variables = keys.torch_to_flax(state, hand4whole.variable_shapes())
   print(f'jax {jax.__version__} on {jax.devices()[0].device_kind}; torch {torch.__version__} on '
         f'{args.device} ({torch.get_num_threads()} threads)')
   print(f'{"B":>3} {"pass":>10} {"torch ms/sample":>16} {"jax ms/sample":>14} {"ratio":>6} '
         f'{"jax compile s":>14}')
 
-  net = model.Hand4Whole()
+  net = hand4whole.Hand4Whole()
   optimizer = optax.adam(1e-4)
 
   @jax.jit

@@ -5,11 +5,11 @@
         [--configs default quickstart]
     python bench/train_throughput.py --device-only [--batches 2 8 24]
 
-JAX: h4w_jax.training.train_step set up as h4w_jax.trainer sets it up for a
+JAX: h4w_jax.training.step.train_step set up as h4w_jax.training.loop sets it up for a
 config file (configs/<name>.py with batch_size = B: model_config, Adam with
 the epoch schedule, compute dtype), jitted with the state donated, on JAX's
 default device. One step = the SMPL-X targets from a batch of examples
-(h4w_jax.targets, on the device), the model in train mode, all losses, the
+(h4w_jax.models.targets, on the device), the model in train mode, all losses, the
 gradient and the Adam update. The examples are one batch of our input
 pipeline over synthetic mini datasets (Human3.6M, MSCOCO, MPII), already on
 the device (the host-to-device copy is not timed).
@@ -148,17 +148,19 @@ def example_batch(data_root: Path, human_model_path, batch: int, num: int):
 
 
 def jax_step(config_name: str, batch_size: int, human_model_path):
-  """(step_fn, state, layer, weights label) for configs/<name>.py at batch_size, as trainer.run."""
+  """(step_fn, state, layer, weights label) for configs/<name>.py at batch_size, as training.loop.run."""
   import functools
   import jax
   import jax.numpy as jnp
-  from h4w_jax import convert, optim, outputs, targets, trainer, training
-  from h4w_jax import model as model_lib
+  from h4w_jax.models import hand4whole as model_lib
+  from h4w_jax.models import outputs, targets
+  from h4w_jax.training import loop, optim, step as step_lib
+  from h4w_jax.weights import keys, stages
   if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))   # configs/*.py import `configs.default`
-  config = trainer.load_config_file(REPO / 'configs' / f'{config_name}.py')
+  config = loop.load_config_file(REPO / 'configs' / f'{config_name}.py')
   config.batch_size = batch_size
-  model_cfg = trainer.model_config(config)
+  model_cfg = loop.model_config(config)
   model = model_lib.Hand4Whole(model_cfg)
   schedule = optim.learning_rate_schedule(config.lr, config.lr_dec_epoch, config.lr_dec_factor,
                                           1000, config.start_epoch)
@@ -169,17 +171,17 @@ def jax_step(config_name: str, batch_size: int, human_model_path):
     sys.path.insert(0, str(REPO / 'tests'))
     import fake_h4w
     state_dict = fake_h4w.fake_state_dict(fake_h4w.load_manifest())
-    variables = convert.torch_to_flax(state_dict, model_lib.variable_shapes(model_cfg))
+    variables = keys.torch_to_flax(state_dict, model_lib.variable_shapes(model_cfg))
     label = 'fake (tests/fake_h4w.py)'
   else:
-    variables = trainer._initial_variables(config, model_cfg, rng)
+    variables = stages.initial_variables(model_cfg, rng, **config.init.to_dict())
     label = 'trainer init'
-  state = jax.jit(lambda v, key: training.init_state(key, model_cfg, tx, lambda _: v))(
+  state = jax.jit(lambda v, key: step_lib.init_state(key, model_cfg, tx, lambda _: v))(
       variables, rng)
   layer = outputs.smplx_layer(human_model_path)
   target_layer = targets.smplx_joints(layer)   # as the trainer passes it
   step = jax.jit(functools.partial(
-      training.train_step, model=model, tx=tx, schedule=schedule,
+      step_lib.train_step, model=model, tx=tx, schedule=schedule,
       compute_dtype=jnp.dtype(config.compute_dtype),
       detach_joints_for_projection=config.detach_joints_for_projection), donate_argnums=0)
   # Layers are arguments, not closures: arrays must not become constants of the program.
@@ -189,7 +191,7 @@ def jax_step(config_name: str, batch_size: int, human_model_path):
 def torch_inputs(layer, batch, path: Path) -> None:
   """Upstream's step inputs from our examples: NCHW image, targets and meta_info (npz)."""
   import jax
-  from h4w_jax import targets
+  from h4w_jax.models import targets
   inputs, target, meta = jax.device_get(jax.jit(targets.train_batch)(layer, batch))
   arrays = {'img': np.ascontiguousarray(np.asarray(inputs['img']).transpose(0, 3, 1, 2))}
   arrays.update({f'targets/{k}': np.asarray(v) for k, v in target.items()})

@@ -3,7 +3,7 @@
 upstream's main branch has no 3DPW metric (its PW3D.evaluate only dumps
 parameters) and how the paper scored a whole-body model on 3DPW is not in the
 code (SPEC_DATA §4.5, §11). We use the Pose2Pose branch's PW3D.evaluate
-(`h4w_jax.metrics.pw3d_metrics`: the 14 H36M joints regressed with
+(`h4w_jax.evaluation.metrics.pw3d_metrics`: the 14 H36M joints regressed with
 J_regressor_h36m_smpl.npy, pelvis-relative) and bring the predicted SMPL-X
 mesh to SMPL topology first with the official SMPL-X -> SMPL deformation
 transfer of the smplx package's transfer_model (vertex part only). The GT is

@@ -42,12 +42,12 @@ cam_R identity and cam_t zero, and:
   person_id () int64: the annotation's person_id (train/validation) or the
     detection index (test). eval.py names test result files `_personId_<k>`
     with it; validation files use 0, 1, ... per image in sample order
-    (`h4w_jax.metrics.agora_person_ids`), what upstream's glob gives in an
+    (`h4w_jax.evaluation.agora_files.agora_person_ids`), what upstream's glob gives in an
     empty folder.
   crop_trans (2, 3) f32: 4K-crop mode: affine_mat (3840x2160 pixels -> crop
     pixels); full-image mode: identity. upstream's test-mode img2bb_trans is
     aug_trans @ crop_trans and bb2img_trans its inverse; with them
-    `h4w_jax.metrics.agora_joints_to_original` gives 3840x2160 pixels.
+    `h4w_jax.evaluation.agora_files.agora_joints_to_original` gives 3840x2160 pixels.
 The joint fields stay empty: INFO.joints_from_smplx makes the SMPL-X joints
 (computed from the fit on the device) the joint targets, as upstream's
 targets joint_img = smplx_joint_img.
@@ -79,7 +79,8 @@ from typing import Optional
 
 import numpy as np
 
-from h4w_jax import joint_sets as js
+from h4w_jax.common import dataset_constants
+from h4w_jax.common import joint_sets as js
 from h4w_datasets import db
 from h4w_datasets import example as ex
 from h4w_datasets import preprocessing as pre
@@ -90,7 +91,7 @@ INFO = db.DatasetInfo(name='AGORA', joint_names=js.JOINT_NAMES, flip_pairs=js.FL
                       is_3d=True, joints_from_smplx=True)
 
 SPLITS = ('train', 'validation', 'test')
-ORIG_SHAPE = (2160, 3840)   # (H, W) of AGORA's images
+ORIG_SHAPE = dataset_constants.AGORA_IMAGE_SHAPE   # (H, W) of AGORA's images
 CROP_SHAPE = (512, 384)     # (H, W) of the crop tool's output (upstream's README command)
 
 # Param json key -> (record key, size).

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from h4w_jax import joint_sets as js
+from h4w_jax.common import joint_sets as js
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,7 +12,7 @@ Records: bbox = process_bbox(body_bbox) (an annotation it rejects is dropped
 and counted); the three part boxes as xyxy, always valid; `smplx_mesh_cam`
 (10475, 3) f32 holds the PLY's vertices unchanged, in the PLY's frame, as
 upstream's target does. The camera rotation R (upstream's
-EHF.cam_param['R'], `h4w_jax.metrics.EHF_GT_ROTATION`) is applied in
+EHF.cam_param['R'], `h4w_jax.common.dataset_constants.EHF_GT_ROTATION`) is applied in
 evaluation, as upstream applies it in evaluate(): `metrics.ehf_metrics` takes
 the mesh as stored. The record also carries R as `cam_R` (world -> camera, no
 translation) so a record is self-describing. EHF has no joint annotations:
@@ -42,8 +42,8 @@ from h4w_datasets import db
 from h4w_datasets import example as ex
 from h4w_datasets import preprocessing as pre
 from h4w_datasets import synthetic
-from h4w_jax import joint_sets as js
-from h4w_jax.metrics import EHF_GT_ROTATION
+from h4w_jax.common import joint_sets as js
+from h4w_jax.common.dataset_constants import EHF_GT_ROTATION
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Data flows one way (STYLE.md): annotation files -> records (readers, one per
 dataset) -> examples (per-sample transforms in grain workers, numpy/cv2) ->
-batches on the mesh -> SMPL-X targets on the device (`h4w_jax.targets`) -> the
+batches on the mesh -> SMPL-X targets on the device (`h4w_jax.models.targets`) -> the
 step. Every field has a fixed shape so that records can be stored in
 ArrayRecord shards and examples batched without padding.
 

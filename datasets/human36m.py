@@ -48,8 +48,8 @@ from h4w_datasets import db as dbm
 from h4w_datasets import example as ex
 from h4w_datasets import preprocessing as pre
 from h4w_datasets import synthetic
-from h4w_jax import geometry as geo
-from h4w_jax import joint_sets as js
+from h4w_jax.common import spaces
+from h4w_jax.common import joint_sets as js
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ FRAME_STRIDE = {'train': 5, 'test': 64}
 TEST_CAMERA = 4
 REGRESSOR_FILE = 'J_regressor_h36m_smplx.npy'
 SYNTHETIC_IMAGE_SHAPE = (240, 320)
-# upstream cfg.body_3d_size (metres): the depth range of the body heatmap (as h4w_jax.targets).
+# upstream cfg.body_3d_size (metres): the depth range of the body heatmap (as h4w_jax.models.targets).
 BODY_3D_SIZE = 2.0
 NUM_SMPLX_VERTICES = 10475
 
@@ -171,7 +171,7 @@ def world_joints_to_record(joint_world_mm, cam_R, cam_t_mm, focal, princpt, root
   u = joint_cam[:, 0] / joint_cam[:, 2] * focal[0] + princpt[0]
   v = joint_cam[:, 1] / joint_cam[:, 2] * focal[1] + princpt[1]
   joint_cam = (joint_cam - joint_cam[root, None, :]) / 1000
-  depth = (joint_cam[:, 2] / (BODY_3D_SIZE / 2) + 1) / 2.0 * geo.OUTPUT_HM_SHAPE[0]
+  depth = (joint_cam[:, 2] / (BODY_3D_SIZE / 2) + 1) / 2.0 * spaces.OUTPUT_HM_SHAPE[0]
   joint_img = np.stack([u, v, depth], axis=1).astype(np.float32)
   return joint_img, joint_cam.astype(np.float32)
 

@@ -51,7 +51,7 @@ from h4w_datasets import db
 from h4w_datasets import example as ex
 from h4w_datasets import preprocessing as pre
 from h4w_datasets import synthetic
-from h4w_jax import joint_sets as js
+from h4w_jax.common import joint_sets as js
 
 log = logging.getLogger(__name__)
 

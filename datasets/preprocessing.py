@@ -14,7 +14,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from h4w_jax import geometry as geo
+from h4w_jax.common import spaces
 
 _IMREAD_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
 
@@ -67,7 +67,7 @@ def sanitize_bbox(bbox, img_width, img_height) -> Optional[np.ndarray]:
 
 
 def process_bbox(bbox, img_width, img_height,
-                 aspect_ratio: float = geo.INPUT_IMG_SHAPE[1] / geo.INPUT_IMG_SHAPE[0],
+                 aspect_ratio: float = spaces.INPUT_IMG_SHAPE[1] / spaces.INPUT_IMG_SHAPE[0],
                  scale: float = 1.25) -> Optional[np.ndarray]:
   """upstream: process_bbox. Sanitise, widen to the crop's aspect, scale by 1.25 (xywh f32)."""
   bbox = sanitize_bbox(bbox, img_width, img_height)
@@ -111,7 +111,7 @@ def gen_trans(cx, cy, src_width, src_height, dst_width, dst_height, scale, rot,
 
 
 def crop(img: np.ndarray, bbox, scale: float, rot: float, do_flip: bool,
-         out_shape=geo.INPUT_IMG_SHAPE):
+         out_shape=spaces.INPUT_IMG_SHAPE):
   """upstream: generate_patch_image, with the flip folded into the warp matrix.
 
   upstream mirrors the whole image and warps the mirror with `trans`; warping

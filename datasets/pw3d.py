@@ -1,7 +1,7 @@
 """3DPW (test set for MPJPE / PA-MPJPE): reader and synthetic writer.
 
 upstream: data/PW3D/PW3D.py (branch main; the metrics are the Pose2Pose
-branch's, `h4w_jax.metrics.pw3d_metrics`). On disk, under `data_root`:
+branch's, `h4w_jax.evaluation.metrics.pw3d_metrics`). On disk, under `data_root`:
 
   PW3D/data/3DPW_{train,validation,test}.json   COCO format
     images: id, sequence, file_name, width, height,

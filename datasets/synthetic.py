@@ -231,6 +231,20 @@ def write_mini_datasets(data_root, human_model_path, names: Optional[Sequence[st
   return data_root
 
 
+def write_missing(data_root, human_model_path, names: Sequence[str], *, num: int = 8) -> None:
+  """The quickstart's files, written once: synthetic body models in `human_model_path` unless
+  SMPL-X is there, and the mini datasets of `names` that have no folder in `data_root`."""
+  from smplx_jax import synthetic as body_synthetic
+  hmf = Path(human_model_path)
+  if not (hmf / 'smplx' / 'SMPLX_NEUTRAL.npz').exists():
+    print(f'Writing synthetic body-model files to {hmf} (once) ...', flush=True)
+    body_synthetic.write_human_model_files(hmf, seed=0)
+  missing = [n for n in names if not (Path(data_root) / n).is_dir()]
+  if missing:
+    print(f'Writing synthetic mini datasets {missing} to {data_root} (once) ...', flush=True)
+    write_mini_datasets(data_root, hmf, missing, num=num)
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('out', type=Path, help='the data root to write (holds <NAME>/ folders)')

@@ -3,7 +3,7 @@
 upstream: the shared part of every dataset's `__getitem__`: `augmentation`,
 `process_db_coord` and `process_hand_face_bbox`. The SMPL-X targets
 (`process_human_model_output`) are not computed here: the example carries the
-fit and the augmentation, and `h4w_jax.targets` computes them batched on the
+fit and the augmentation, and `h4w_jax.models.targets` computes them batched on the
 device (SPEC_DATA §9, hot spot 1).
 
 Randomness is per record: `sample_aug(rng)` takes a generator that the
@@ -18,13 +18,13 @@ from typing import Mapping
 
 import numpy as np
 
-from h4w_jax import geometry as geo
+from h4w_jax.common import spaces
 from h4w_datasets import db as dbm
 from h4w_datasets import example as ex
 from h4w_datasets import preprocessing as pre
 
-_HM_D, _HM_H, _HM_W = geo.OUTPUT_HM_SHAPE
-_IMG_H, _IMG_W = geo.INPUT_IMG_SHAPE
+_HM_D, _HM_H, _HM_W = spaces.OUTPUT_HM_SHAPE
+_IMG_H, _IMG_W = spaces.INPUT_IMG_SHAPE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +96,7 @@ def process_hand_face_bbox(bbox_xyxy, valid, aug: AugParams, img_shape, img2bb_t
       x0, x1 = img_shape[1] - x1 - 1, img_shape[1] - x0 - 1
     quad = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32)
     xy = pre.affine_points(img2bb_trans, quad)
-    xy[:, 0] = xy[:, 0] / _IMG_W * geo.OUTPUT_HM_SHAPE[x_scale_index]
+    xy[:, 0] = xy[:, 0] / _IMG_W * spaces.OUTPUT_HM_SHAPE[x_scale_index]
     xy[:, 1] = xy[:, 1] / _IMG_H * _HM_H
     corners = np.array([xy.min(axis=0), xy.max(axis=0)], np.float32)
   return corners

@@ -203,7 +203,7 @@ def _compare_targets(targets, meta, goldens, prefix):
 
 def _train_batch(reader, indices, augs, layer):
   import jax
-  from h4w_jax import targets as tg
+  from h4w_jax.models import targets as tg
   examples = [tf.train_example(reader[int(i)], agora.INFO, aug) for i, aug in zip(indices, augs)]
   batch = {k: np.stack([e[k] for e in examples]) for k in examples[0]}
   return jax.jit(tg.train_batch)(layer, batch)
@@ -229,7 +229,7 @@ def test_train_pipeline_matches_upstream(root, train, goldens, layers):
 
 def test_validation_ground_truth_matches_upstream(root, goldens, layers):
   import jax
-  from h4w_jax import targets as tg
+  from h4w_jax.models import targets as tg
   val = agora.AGORA(root, 'validation')
   records = [val[int(i)] for i in goldens['val/index']]
   examples = [tf.test_example(r, agora.INFO) for r in records]

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from h4w_jax.resnet import BatchNorm
+from h4w_jax.models.resnet import BatchNorm
 
 
 def _torch_bn(x_nhwc, scale, bias):

@@ -21,7 +21,7 @@ from h4w_datasets import mpi_inf_3dhp
 from h4w_datasets import mpii
 from h4w_datasets import synthetic
 from h4w_datasets import transforms as tf
-from h4w_jax import joint_sets as js
+from h4w_jax.common import joint_sets as js
 
 DATA = Path(__file__).parent / 'data'
 MODULES = {'human36m': human36m, 'mpii': mpii, 'mpi_inf_3dhp': mpi_inf_3dhp}
@@ -256,8 +256,8 @@ def _img_checks(img_nhwc, g, prefix, name):
 
 @pytest.fixture(scope='module')
 def layer(clean_human_model_files):
-  from h4w_jax import outputs
-  from h4w_jax import targets as tg
+  from h4w_jax.models import outputs
+  from h4w_jax.models import targets as tg
   return tg.smplx_joints(outputs.smplx_layer(clean_human_model_files))
 
 
@@ -272,7 +272,7 @@ def _axis_angle_equal(ours, ref, atol):
 
 @pytest.mark.parametrize('name', list(MODULES))
 def test_train_pipeline_matches_upstream(name, readers, goldens, layer):
-  from h4w_jax import targets as tg
+  from h4w_jax.models import targets as tg
   g, reader, info = goldens[name], readers[name], MODULES[name].INFO
   examples = []
   for n, i in enumerate(g['train/index']):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from h4w_jax import convert
+from h4w_jax.weights import cli, files, keys, stages
 from smplx_jax.safe_pickle import UnsafePickleError
 
 # Every key of upstream's DataParallel(Model).state_dict() with shape and dtype,
@@ -34,11 +34,11 @@ def manifest_target(manifest=MANIFEST):
   for key, spec in manifest.items():
     if key.endswith('.num_batches_tracked'):
       continue
-    path = convert.flax_path(key, len(spec['shape']))
+    path = keys.flax_path(key, len(spec['shape']))
     assert path is not None and path not in flat, key  # every key maps, none collide
-    shape = convert.to_flax_layout(np.empty(spec['shape'], np.bool_)).shape
+    shape = keys.to_flax_layout(np.empty(spec['shape'], np.bool_)).shape
     flat[path] = jax.ShapeDtypeStruct(shape, np.dtype(spec['dtype']))
-  return convert._nest(flat)
+  return keys.nest(flat)
 
 
 def pattern_state_dict(manifest=MANIFEST, prefix_from=None, prefix_to=''):
@@ -69,11 +69,11 @@ def state_dict():
 
 @pytest.fixture(scope='module')
 def variables(state_dict, target):
-  return convert.torch_to_flax(state_dict, target)
+  return keys.torch_to_flax(state_dict, target)
 
 
 def _flat(tree):
-  return dict(convert._leaves(tree))
+  return dict(keys.leaves(tree))
 
 
 def _assert_trees_equal(a, b):
@@ -108,9 +108,9 @@ def _assert_trees_equal(a, b):
     ('backbone.conv1.weight', 4, 'params/backbone/conv1/kernel'),  # without DataParallel
 ])
 def test_rule_examples(key, ndim, path):
-  assert '/'.join(convert.flax_path(key, ndim)) == path
-  assert convert.torch_key(path.split('/'), prefix='') == key.removeprefix('module.')
-  assert convert.flax_path('module.backbone.bn1.num_batches_tracked', 0) is None
+  assert '/'.join(keys.flax_path(key, ndim)) == path
+  assert keys.torch_key(path.split('/'), prefix='') == key.removeprefix('module.')
+  assert keys.flax_path('module.backbone.bn1.num_batches_tracked', 0) is None
 
 
 def test_rule_maps_all_upstream_keys(target):
@@ -119,8 +119,8 @@ def test_rule_maps_all_upstream_keys(target):
   assert sum(p[0] == 'params' for p in paths) == 435
   assert sum(p[0] == 'batch_stats' for p in paths) == 2 * 133
   for path in paths:  # the inverse names each variable by its upstream key
-    assert convert.torch_key(path) in MANIFEST
-  assert {name: (n, size) for name, n, size in convert.summarize(target)} == SPEC_COUNTS
+    assert keys.torch_key(path) in MANIFEST
+  assert {name: (n, size) for name, n, size in cli.summarize(target)} == SPEC_COUNTS
 
 
 def test_layouts(state_dict, variables):
@@ -137,12 +137,12 @@ def test_layouts(state_dict, variables):
 
 
 def test_round_trip_is_exact(state_dict, variables):
-  back = convert.flax_to_torch(variables, convert.batches_tracked(state_dict))
+  back = keys.flax_to_torch(variables, keys.batches_tracked(state_dict))
   assert list(back) == list(MANIFEST)  # torch's order too
   for key, value in state_dict.items():
     assert back[key].dtype == value.dtype and back[key].shape == value.shape, key
     np.testing.assert_array_equal(back[key], value, err_msg=key)
-  zeros = convert.flax_to_torch(variables)
+  zeros = keys.flax_to_torch(variables)
   assert zeros['module.backbone.bn1.num_batches_tracked'] == 0
   assert zeros['module.backbone.bn1.num_batches_tracked'].dtype == np.int64
 
@@ -156,8 +156,8 @@ def test_strict_lists_every_problem(state_dict, target):
   broken['module.face_regressor.expr_out.0.weight'] = np.zeros((11, 512), np.float32)
   broken['module.backbone.bn1.num_batches_tracked'] = np.zeros(2, np.float32)
   broken['module.smplx_layer.shapedirs'] = np.zeros(3, np.float32)  # skipped, as upstream
-  with pytest.raises(convert.ConversionError) as info:
-    convert.torch_to_flax(broken, target, where='snap.pth.tar')
+  with pytest.raises(keys.ConversionError) as info:
+    keys.torch_to_flax(broken, target, where='snap.pth.tar')
   e = info.value
   assert e.unexpected == ['module.box_net.extra.0.weight', 'module.backbone.fc.bias']
   assert e.missing == [
@@ -175,9 +175,9 @@ def test_strict_lists_every_problem(state_dict, target):
 
 def test_other_collections_and_names_are_refused(variables):
   with pytest.raises(ValueError, match='collections'):
-    convert.flax_to_torch({**variables, 'cache': {}})
+    keys.flax_to_torch({**variables, 'cache': {}})
   with pytest.raises(ValueError, match='params/head/embedding'):
-    convert.flax_to_torch({'params': {'head': {'embedding': np.zeros((3, 2))}}})
+    keys.flax_to_torch({'params': {'head': {'embedding': np.zeros((3, 2))}}})
 
 
 # ---------------------------------------------------------------------------
@@ -187,25 +187,25 @@ def test_other_collections_and_names_are_refused(variables):
 def test_load_snapshot_forms(tmp_path):
   net = collections.OrderedDict(w=torch.ones(2, 3))
   torch.save({'epoch': 6, 'network': net, 'optimizer': {'state': {}}}, tmp_path / 'a.pth.tar')
-  state_dict, epoch, extras = convert.load_snapshot(tmp_path / 'a.pth.tar')
+  state_dict, epoch, extras = files.load_snapshot(tmp_path / 'a.pth.tar')
   assert epoch == 6 and list(extras) == ['optimizer']
   # A raw state dict (what convert_simple_to_pose2pose.py reads) has no epoch.
   torch.save(collections.OrderedDict([('conv1.weight', torch.ones(1))]), tmp_path / 'raw.pth')
-  state_dict, epoch, extras = convert.load_snapshot(tmp_path / 'raw.pth')
+  state_dict, epoch, extras = files.load_snapshot(tmp_path / 'raw.pth')
   assert list(state_dict) == ['conv1.weight'] and epoch is None and extras == {}
   torch.save({'epoch': 1, 'model': {}}, tmp_path / 'b.pth')
   with pytest.raises(ValueError, match=r'b\.pth: a dict without a "network" entry'):
-    convert.load_snapshot(tmp_path / 'b.pth')
+    files.load_snapshot(tmp_path / 'b.pth')
   torch.save([1, 2], tmp_path / 'c.pth')
   with pytest.raises(ValueError, match=r'c\.pth: holds a list, not a checkpoint'):
-    convert.load_snapshot(tmp_path / 'c.pth')
+    files.load_snapshot(tmp_path / 'c.pth')
   torch.save({'network': {'w': 3}}, tmp_path / 'd.pth')
   with pytest.raises(ValueError, match='"network" entry is not a state dict'):
-    convert.load_snapshot(tmp_path / 'd.pth')
+    files.load_snapshot(tmp_path / 'd.pth')
 
 
 def test_cli_end_to_end(tmp_path, monkeypatch, capsys, state_dict, target):
-  monkeypatch.setattr(convert, 'model_variable_shapes', lambda: target)
+  monkeypatch.setattr(cli, 'model_variable_shapes', lambda: target)
   snapshot = tmp_path / 'snapshot_6.pth.tar'
   network = collections.OrderedDict((k, torch.from_numpy(v)) for k, v in state_dict.items())
   network['module.smplx_layer.betas'] = torch.zeros(1, 10)  # upstream deletes these
@@ -213,16 +213,16 @@ def test_cli_end_to_end(tmp_path, monkeypatch, capsys, state_dict, target):
                'param_groups': [{'lr': 1e-4, 'params': [0]}]}
   torch.save({'epoch': 6, 'network': network, 'optimizer': optimizer}, snapshot)
 
-  assert convert.main([str(snapshot), str(tmp_path / 'ckpt')]) == 0
+  assert cli.main([str(snapshot), str(tmp_path / 'ckpt')]) == 0
   out = capsys.readouterr().out
   assert 'epoch: 6' in out and "not converted: 'optimizer'" in out
   assert 'hand_roi_net' in out and '23,508,032' in out and '77,842,256' in out
-  variables, meta = convert.load_checkpoint(tmp_path / 'ckpt')
+  variables, meta = files.load_checkpoint(tmp_path / 'ckpt')
   assert meta['epoch'] == 6 and meta['source'] == str(snapshot)
-  _assert_trees_equal(variables, convert.torch_to_flax(state_dict, target))
+  _assert_trees_equal(variables, keys.torch_to_flax(state_dict, target))
 
   exported = tmp_path / 'back.pth.tar'
-  assert convert.main(['--to-torch', str(tmp_path / 'ckpt'), str(exported)]) == 0
+  assert cli.main(['--to-torch', str(tmp_path / 'ckpt'), str(exported)]) == 0
   back = torch.load(exported, weights_only=True)
   assert back['epoch'] == 6 and set(back) == {'epoch', 'network'}
   # Orbax restores dicts sorted by name: keys come back grouped per module,
@@ -234,15 +234,15 @@ def test_cli_end_to_end(tmp_path, monkeypatch, capsys, state_dict, target):
     assert torch.equal(back['network'][key], torch.from_numpy(value)), key
 
   # Refuses to overwrite.
-  assert convert.main([str(snapshot), str(tmp_path / 'ckpt')]) == 1
+  assert cli.main([str(snapshot), str(tmp_path / 'ckpt')]) == 1
   assert 'already holds a checkpoint' in capsys.readouterr().err
 
 
 def test_cli_reports_mismatch(tmp_path, monkeypatch, capsys, target):
-  monkeypatch.setattr(convert, 'model_variable_shapes', lambda: target)
+  monkeypatch.setattr(cli, 'model_variable_shapes', lambda: target)
   torch.save({'epoch': 1, 'network': {'module.backbone.conv1.weight': torch.zeros(64, 3, 7, 7)}},
              tmp_path / 'part.pth.tar')
-  assert convert.main([str(tmp_path / 'part.pth.tar'), str(tmp_path / 'out')]) == 1
+  assert cli.main([str(tmp_path / 'part.pth.tar'), str(tmp_path / 'out')]) == 1
   err = capsys.readouterr().err
   assert 'part.pth.tar: the weights do not match the model' in err
   assert '700 model variable(s) that no key fills' in err
@@ -256,12 +256,12 @@ def test_cli_refuses_malicious_snapshot(tmp_path, capsys):
     archive.writestr('archive/data.pkl', b'\x80\x02cos\nsystem\nX' +
                      struct.pack('<I', len(command)) + command + b'\x85R.')
     archive.writestr('archive/version', b'3\n')
-  assert convert.main([str(tmp_path / 'snapshot_6.pth.tar'), str(tmp_path / 'out')]) == 1
+  assert cli.main([str(tmp_path / 'snapshot_6.pth.tar'), str(tmp_path / 'out')]) == 1
   err = capsys.readouterr().err
   assert 'snapshot_6.pth.tar' in err and 'os.system' in err
   assert not marker.exists() and not (tmp_path / 'out').exists()
   with pytest.raises(UnsafePickleError):
-    convert.load_snapshot(tmp_path / 'snapshot_6.pth.tar')
+    files.load_snapshot(tmp_path / 'snapshot_6.pth.tar')
 
 
 # ---------------------------------------------------------------------------
@@ -291,19 +291,19 @@ def _toy(offset=0.0):
 
 def test_reset_epoch(tmp_path, capsys):
   body = _toy(1.0)
-  convert.save_checkpoint(tmp_path / 'six', body, 6, num_batches_tracked={'module.x': 5},
+  files.save_checkpoint(tmp_path / 'six', body, 6, num_batches_tracked={'module.x': 5},
                           notes={'hand_source': 'h.pth'})
-  assert convert.main(['reset-epoch', str(tmp_path / 'six'), str(tmp_path / 'zero')]) == 0
-  variables, meta = convert.load_checkpoint(tmp_path / 'zero')
+  assert cli.main(['reset-epoch', str(tmp_path / 'six'), str(tmp_path / 'zero')]) == 0
+  variables, meta = files.load_checkpoint(tmp_path / 'zero')
   assert meta['epoch'] == 0 and meta['num_batches_tracked'] == {'module.x': 5}
   assert meta['hand_source'] == 'h.pth'
   _assert_trees_equal(variables, body)
-  assert convert.load_checkpoint(tmp_path / 'six')[1]['epoch'] == 6
+  assert files.load_checkpoint(tmp_path / 'six')[1]['epoch'] == 6
 
 
 def test_merge_hand(tmp_path):
   body, init, hand_model = _toy(1.0), _toy(2.0), _toy(3.0)
-  hand_backbone = convert.flax_to_torch(convert.subtree(hand_model, ('backbone',)), 7,
+  hand_backbone = keys.flax_to_torch(keys.subtree(hand_model, ('backbone',)), 7,
                                         prefix='module.backbone.')
   # The released hand snapshot's naming, and what Pose2Pose saves (quirk Q12).
   released = {**{'module.hand_backbone.' + k[len('module.backbone.'):]: v
@@ -311,49 +311,49 @@ def test_merge_hand(tmp_path):
               'module.hand_position_net.conv.0.weight': np.zeros((6, 4, 1, 1), np.float32)}
   pose2pose = {**hand_backbone, 'module.position_net.conv.0.weight': np.zeros(1)}
 
-  merged = convert.merge_hand(body, released, init)
-  for module, source in [(('hand_roi_net', 'backbone'), convert.subtree(hand_model, ('backbone',))),
-                         (('hand_position_net',), convert.subtree(init, ('hand_position_net',))),
-                         (('hand_rotation_net',), convert.subtree(init, ('hand_rotation_net',))),
-                         (('backbone',), convert.subtree(body, ('backbone',)))]:
-    _assert_trees_equal(convert.subtree(merged, module), source)
+  merged = stages.merge_hand(body, released, init)
+  for module, source in [(('hand_roi_net', 'backbone'), keys.subtree(hand_model, ('backbone',))),
+                         (('hand_position_net',), keys.subtree(init, ('hand_position_net',))),
+                         (('hand_rotation_net',), keys.subtree(init, ('hand_rotation_net',))),
+                         (('backbone',), keys.subtree(body, ('backbone',)))]:
+    _assert_trees_equal(keys.subtree(merged, module), source)
   assert set(_flat(merged)) == set(_flat(body))
 
   with pytest.raises(ValueError, match=r'no key starts with module\.hand_backbone\..*--fix-prefix'):
-    convert.merge_hand(body, pose2pose, init)
-  _assert_trees_equal(convert.merge_hand(body, pose2pose, init, fix_prefix=True), merged)
+    stages.merge_hand(body, pose2pose, init)
+  _assert_trees_equal(stages.merge_hand(body, pose2pose, init, fix_prefix=True), merged)
   with pytest.raises(ValueError, match='ambiguous'):
-    convert.merge_hand(body, {**released, **pose2pose}, init, fix_prefix=True)
+    stages.merge_hand(body, {**released, **pose2pose}, init, fix_prefix=True)
   incomplete = {k: v for k, v in released.items() if 'layer1' not in k}
-  with pytest.raises(convert.ConversionError,
+  with pytest.raises(keys.ConversionError,
                      match=r'layer1_0/bn1/scale \(from layer1\.0\.bn1\.weight\)'):
-    convert.merge_hand(body, incomplete, init)
+    stages.merge_hand(body, incomplete, init)
 
   # Command line: body and init checkpoints, the hand as a torch snapshot.
-  convert.save_checkpoint(tmp_path / 'body', body, 6)
-  convert.save_checkpoint(tmp_path / 'init', init, None)
+  files.save_checkpoint(tmp_path / 'body', body, 6)
+  files.save_checkpoint(tmp_path / 'init', init, None)
   torch.save({'epoch': 12, 'network': {k: torch.from_numpy(np.asarray(v))
                                        for k, v in pose2pose.items()}}, tmp_path / 'hand.pth.tar')
   args = [str(tmp_path / 'body'), str(tmp_path / 'hand.pth.tar'), str(tmp_path / 'merged'),
           '--init', str(tmp_path / 'init')]
-  assert convert.main(['merge-hand'] + args) == 1  # Pose2Pose naming needs the flag
-  assert convert.main(['merge-hand'] + args + ['--fix-prefix']) == 0
-  variables, meta = convert.load_checkpoint(tmp_path / 'merged')
+  assert cli.main(['merge-hand'] + args) == 1  # Pose2Pose naming needs the flag
+  assert cli.main(['merge-hand'] + args + ['--fix-prefix']) == 0
+  variables, meta = files.load_checkpoint(tmp_path / 'merged')
   assert meta['epoch'] == 0 and meta['reinitialised'] == ['hand_position_net', 'hand_rotation_net']
   _assert_trees_equal(variables, merged)
 
   # Without --init the heads get upstream's init_weights: N(0, 0.001) convs,
   # N(0, 0.01) linears, zero biases, BatchNorm 1/0 with fresh statistics.
-  assert convert.main(['merge-hand'] + args[:2] + [str(tmp_path / 'merged_default'),
+  assert cli.main(['merge-hand'] + args[:2] + [str(tmp_path / 'merged_default'),
                                                   '--fix-prefix']) == 0
-  variables, meta = convert.load_checkpoint(tmp_path / 'merged_default')
+  variables, meta = files.load_checkpoint(tmp_path / 'merged_default')
   assert 'init_weights' in meta['init_source']
-  _assert_trees_equal(convert.subtree(variables, ('hand_roi_net', 'backbone')),
-                      convert.subtree(merged, ('hand_roi_net', 'backbone')))
-  for path, value in _flat(convert.subtree(variables, ('hand_position_net',))).items():
-    assert value.shape == _flat(convert.subtree(body, ('hand_position_net',)))[path].shape
-  heads = {**_flat(convert.subtree(variables, ('hand_position_net',))),
-           **_flat(convert.subtree(variables, ('hand_rotation_net',)))}
+  _assert_trees_equal(keys.subtree(variables, ('hand_roi_net', 'backbone')),
+                      keys.subtree(merged, ('hand_roi_net', 'backbone')))
+  for path, value in _flat(keys.subtree(variables, ('hand_position_net',))).items():
+    assert value.shape == _flat(keys.subtree(body, ('hand_position_net',)))[path].shape
+  heads = {**_flat(keys.subtree(variables, ('hand_position_net',))),
+           **_flat(keys.subtree(variables, ('hand_rotation_net',)))}
   for path, value in heads.items():
     name = path[-1]
     if name == 'kernel':
@@ -370,29 +370,29 @@ def test_import_torchvision_resnet(target):
     torchvision['fc.weight'] = np.zeros((1000, 2048 if depth == 50 else 512), np.float32)
     torchvision['fc.bias'] = np.zeros(1000, np.float32)
     # The default target is our ResNet module: this checks its names against upstream's.
-    backbone, dropped = convert.import_torchvision_resnet(torchvision, depth)
+    backbone, dropped = stages.import_torchvision_resnet(torchvision, depth)
     assert dropped == ['fc.weight', 'fc.bias']
-    expected = convert.subtree(convert.torch_to_flax(pattern_state_dict(), target), module)
+    expected = keys.subtree(keys.torch_to_flax(pattern_state_dict(), target), module)
     _assert_trees_equal(backbone, expected)
 
   del torchvision['layer4.1.bn2.weight']
-  with pytest.raises(convert.ConversionError, match='layer4_1/bn2/scale'):
-    convert.import_torchvision_resnet(torchvision, 18)
+  with pytest.raises(keys.ConversionError, match='layer4_1/bn2/scale'):
+    stages.import_torchvision_resnet(torchvision, 18)
 
 
 def test_import_pose_resnet():
   pose = pattern_state_dict(prefix_from='module.backbone.', prefix_to='module.')
   pose['module.deconv_layers.0.weight'] = np.zeros((2048, 256, 4, 4), np.float32)
   pose['module.final_layer.weight'] = np.zeros((17, 256, 1, 1), np.float32)
-  backbone, dropped = convert.import_pose_resnet(pose, target=convert.resnet_shapes(50))
+  backbone, dropped = stages.import_pose_resnet(pose, target=stages.resnet_shapes(50))
   assert dropped == ['deconv_layers.0.weight', 'final_layer.weight']
-  _assert_trees_equal(backbone, convert.import_torchvision_resnet(
+  _assert_trees_equal(backbone, stages.import_torchvision_resnet(
       pattern_state_dict(prefix_from='module.backbone.'), 50)[0])
 
 
 def test_model_declares_the_upstream_variables(target):
   """h4w_jax.model names every variable by the rule: the CLI's default target is the manifest's."""
-  real = _flat(convert.model_variable_shapes())
+  real = _flat(cli.model_variable_shapes())
   expected = _flat(target)
   assert set(real) == set(expected)
   for path, leaf in expected.items():

@@ -17,10 +17,10 @@ from PIL import Image
 
 from h4w_datasets import preprocessing
 from h4w_datasets import synthetic
-from h4w_jax import convert
-from h4w_jax import demo
-from h4w_jax import model
-from h4w_jax import visualize
+from h4w_jax.weights import files
+from h4w_jax.inference import demo
+from h4w_jax.models import hand4whole
+from h4w_jax.common import draw
 from smplx_jax import render
 
 NUM_VERTS, NUM_FACES = 10475, 20908
@@ -34,7 +34,7 @@ def _weights(seed=0):
   """Random ResNet-10 weights; output heads near constant: identity poses, the
   root turned 180 degrees about x (upright in the camera frame), t_z = k sigmoid(1)."""
   rng = np.random.default_rng(seed)
-  config = model.ModelConfig(body_depth=10, hand_depth=10, face_depth=10)
+  config = hand4whole.ModelConfig(body_depth=10, hand_depth=10, face_depth=10)
 
   def fill(path, leaf):
     names = [p.key for p in path]
@@ -54,7 +54,7 @@ def _weights(seed=0):
       elif layer == 'cam_out_0':
         value = np.array([0.0, 0.0, 1.0], np.float32)
     return value
-  return jax.tree_util.tree_map_with_path(fill, model.variable_shapes(config))
+  return jax.tree_util.tree_map_with_path(fill, hand4whole.variable_shapes(config))
 
 
 def _box(scene):
@@ -65,7 +65,7 @@ def _box(scene):
 
 @pytest.fixture(scope='module')
 def checkpoint(tmp_path_factory):
-  return convert.save_checkpoint(tmp_path_factory.mktemp('demo_ckpt') / 'ckpt', _weights(),
+  return files.save_checkpoint(tmp_path_factory.mktemp('demo_ckpt') / 'ckpt', _weights(),
                                  epoch=3)
 
 
@@ -147,7 +147,7 @@ def test_single_picture_writes_everything(single, scenes):
   # The camera in original pixels is the crop's camera mapped back through the
   # crop's affine (checks upstream's render_original_img formula independently).
   crop, _, bb2img = preprocessing.crop(image, bbox, 1.0, 0.0, False)
-  in_crop = render.project(vertices, visualize.CROP_FOCAL, visualize.CROP_PRINCPT)[:, :2]
+  in_crop = render.project(vertices, draw.CROP_FOCAL, draw.CROP_PRINCPT)[:, :2]
   in_image = render.project(vertices, params['focal'], params['princpt'])[:, :2]
   np.testing.assert_allclose(preprocessing.affine_points(bb2img, in_crop), in_image, atol=1e-2)
 

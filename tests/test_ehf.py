@@ -17,8 +17,8 @@ from h4w_datasets import ehf
 from h4w_datasets import example as ex
 from h4w_datasets import synthetic
 from h4w_datasets import transforms as tf
-from h4w_jax import joint_sets as js
-from h4w_jax import metrics
+from h4w_jax.common import dataset_constants
+from h4w_jax.common import joint_sets as js
 
 GOLDENS = Path(__file__).parent / 'data' / 'pipeline_goldens_ehf.npz'
 
@@ -59,7 +59,7 @@ def test_counts_records_and_split(root, reader, goldens):
 
 def test_info_and_camera_rotation(reader, goldens):
   assert ehf.INFO.hand_face_box_x_scale == 1  # upstream's quirk: x scaled by hm[1] = 8
-  np.testing.assert_allclose(metrics.EHF_GT_ROTATION, goldens['cam_R'], atol=1e-12)
+  np.testing.assert_allclose(dataset_constants.EHF_GT_ROTATION, goldens['cam_R'], atol=1e-12)
   np.testing.assert_allclose(reader[0]['cam_R'], goldens['cam_R'], atol=1e-7)
 
 
@@ -69,7 +69,7 @@ def test_mesh_and_boxes_agree_with_the_scenes(reader, clean_human_model_files, g
   for k, scene in enumerate(scenes):
     record = reader[k]
     # The PLY holds the mesh in EHF's world frame; R (applied at evaluation) maps it back.
-    cam = record['smplx_mesh_cam'].astype(np.float64) @ metrics.EHF_GT_ROTATION.T
+    cam = record['smplx_mesh_cam'].astype(np.float64) @ dataset_constants.EHF_GT_ROTATION.T
     np.testing.assert_allclose(cam, scene.vertices_cam, atol=2e-6)
     joints = scene.joints_img
     for part, (start, stop) in (('lhand', (25, 45)), ('rhand', (45, 65)), ('face', (65, 137))):

@@ -21,8 +21,10 @@ import scipy.sparse
 import smplx_jax
 from h4w_datasets import agora, ehf, pw3d
 from h4w_datasets import transforms as tf
-from h4w_jax import convert, metrics, outputs
-from h4w_jax import model as model_lib
+from h4w_jax.weights import files
+from h4w_jax.evaluation import agora_files, metrics
+from h4w_jax.models import outputs
+from h4w_jax.models import hand4whole as model_lib
 from smplx_jax import safe_pickle
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,7 +32,7 @@ BATCH = 2   # every split below has an odd length: the last batch is padded
 
 
 sys.path.insert(0, str(ROOT))   # configs/ (the config files import configs.default)
-from h4w_jax import evaluate  # noqa: E402
+from h4w_jax.evaluation import loop as eval_loop  # noqa: E402
 
 
 def _config(name, data_root, hmf, **eval_fields):
@@ -76,14 +78,14 @@ def model_cfg():
 @pytest.fixture(scope='module')
 def checkpoint(tmp_path_factory, model_cfg):
   path = tmp_path_factory.mktemp('eval_ckpt') / 'ckpt'
-  return convert.save_checkpoint(path, _random_variables(model_cfg), epoch=6)
+  return files.save_checkpoint(path, _random_variables(model_cfg), epoch=6)
 
 
 @pytest.fixture(scope='module')
 def ehf_run(data_root, clean_human_model_files, checkpoint, tmp_path_factory):
   out = tmp_path_factory.mktemp('eval_out')
   config = _config('eval_ehf', data_root, clean_human_model_files)
-  return evaluate.run(config, checkpoint, out), out, config
+  return eval_loop.run(config, checkpoint, out), out, config
 
 
 def test_ehf_writes_every_metric_for_every_sample(ehf_run, data_root):
@@ -111,8 +113,8 @@ def test_ehf_metric_equals_metrics_on_the_same_prediction(ehf_run, data_root,
   examples = [tf.test_example(r, reader.info, crop_dtype=np.float32) for r in records]
   img = np.stack([e['img'] for e in examples])
   scale = np.stack([e['color_scale'] for e in examples])
-  variables, _ = convert.load_checkpoint(checkpoint)
-  net = evaluate.net_fn(model_cfg)(variables, img, scale)
+  variables, _ = files.load_checkpoint(checkpoint)
+  net = eval_loop.net_fn(model_cfg)(variables, img, scale)
   layer = outputs.smplx_layer(clean_human_model_files)
   pred = jax.jit(outputs.test_outputs)(net, layer)['smplx_mesh_cam']
   gt_world = np.stack([r['smplx_mesh_cam'] for r in records])
@@ -145,7 +147,7 @@ def _expected_agora_names(data_root, split):
 def test_agora_validation_metrics_and_result_files(data_root, clean_human_model_files,
                                                    checkpoint, tmp_path):
   config = _config('eval_agora', data_root, clean_human_model_files)
-  result = evaluate.run(config, checkpoint, tmp_path)
+  result = eval_loop.run(config, checkpoint, tmp_path)
   written = json.loads((tmp_path / 'AGORA_validation.json').read_text())
   assert set(written['metrics']) == set(metrics.AGORA_KEYS)
   assert all(np.isfinite(v) for v in written['metrics'].values())
@@ -156,14 +158,14 @@ def test_agora_validation_metrics_and_result_files(data_root, clean_human_model_
   for path in folder.iterdir():
     record = safe_pickle.load_pickle(path)   # plain numpy only
     assert {k: v.shape for k, v in record['params'].items()} == {
-        k: (1, n) for k, n in metrics.AGORA_PARAM_SIZES.items()}
+        k: (1, n) for k, n in agora_files.AGORA_PARAM_SIZES.items()}
     assert record['joints'].shape == (1, 144, 2) and np.isfinite(record['joints']).all()
 
 
 def test_agora_test_split_writes_only_result_files(data_root, clean_human_model_files,
                                                    checkpoint, tmp_path):
   config = _config('eval_agora', data_root, clean_human_model_files, split='test')
-  result = evaluate.run(config, checkpoint, tmp_path)
+  result = eval_loop.run(config, checkpoint, tmp_path)
   assert result['metrics'] == {} and result['num_samples'] == len(agora.AGORA(data_root, 'test'))
   detections = json.loads((data_root / 'AGORA' / 'data' / 'AGORA_test_bbox.json').read_text())
   crops = data_root / 'AGORA' / 'data' / 'images_3840x2160' / 'test_crop'
@@ -189,14 +191,14 @@ def _write_transfer(path, hmf):
 
 def test_pw3d_with_a_transfer_matrix(data_root, clean_human_model_files, checkpoint, tmp_path):
   mtx = _write_transfer(tmp_path / 'smplx2smpl.pkl', clean_human_model_files)
-  ids, weights = evaluate.load_smplx_to_smpl(tmp_path / 'smplx2smpl.pkl')
+  ids, weights = eval_loop.load_smplx_to_smpl(tmp_path / 'smplx2smpl.pkl')
   dense = np.zeros((6890, 10475))
   np.add.at(dense, (np.repeat(np.arange(6890), ids.shape[1]), ids.ravel()), weights.ravel())
   np.testing.assert_allclose(dense, mtx.toarray()[:, :10475], atol=1e-7)
 
   config = _config('eval_pw3d', data_root, clean_human_model_files,
                    smplx_to_smpl=str(tmp_path / 'smplx2smpl.pkl'))
-  evaluate.run(config, checkpoint, tmp_path)
+  eval_loop.run(config, checkpoint, tmp_path)
   written = json.loads((tmp_path / 'PW3D_test.json').read_text())
   assert set(written['metrics']) == set(metrics.PW3D_KEYS)
   assert all(np.isfinite(v) for v in written['metrics'].values())
@@ -205,25 +207,25 @@ def test_pw3d_with_a_transfer_matrix(data_root, clean_human_model_files, checkpo
 
 def test_missing_or_unusable_checkpoint_is_a_clear_error(ehf_run, tmp_path, model_cfg):
   _, _, config = ehf_run
-  with pytest.raises(evaluate.EvalError, match='does not exist'):
-    evaluate.run(config, tmp_path / 'nope', tmp_path)
-  with pytest.raises(evaluate.EvalError, match='meta.json'):
-    evaluate.load_variables(tmp_path, model_cfg)
+  with pytest.raises(eval_loop.EvalError, match='does not exist'):
+    eval_loop.run(config, tmp_path / 'nope', tmp_path)
+  with pytest.raises(files.WeightsError, match='meta.json'):
+    files.load_variables(tmp_path, model_cfg)
   wrong = model_lib.ModelConfig(body_depth=18, hand_depth=10, face_depth=10)
-  ckpt = convert.save_checkpoint(tmp_path / 'small', _random_variables(model_cfg), epoch=0)
-  with pytest.raises(evaluate.EvalError, match='body_depth'):
-    evaluate.load_variables(ckpt, wrong)
+  ckpt = files.save_checkpoint(tmp_path / 'small', _random_variables(model_cfg), epoch=0)
+  with pytest.raises(files.WeightsError, match='body_depth'):
+    files.load_variables(ckpt, wrong)
 
 
 def test_training_workdir_checkpoint_loads(tmp_path, model_cfg, checkpoint):
   import grain
-  from h4w_jax import checkpointing
-  variables, _ = convert.load_checkpoint(checkpoint)
-  manager = checkpointing.Manager(tmp_path / 'checkpoints', async_save=False)
+  from h4w_jax.training import checkpoints
+  variables, _ = files.load_checkpoint(checkpoint)
+  manager = checkpoints.Manager(tmp_path / 'checkpoints', async_save=False)
   manager.save(7, dict(variables, step=np.int32(7)),
                iter(grain.MapDataset.range(4).to_iter_dataset()))
   manager.close()
-  loaded, what = evaluate.load_variables(tmp_path, model_cfg)
+  loaded, what = files.load_variables(tmp_path, model_cfg)
   assert what.endswith('checkpoints/7')
   jax.tree.map(np.testing.assert_array_equal, loaded, variables)
 

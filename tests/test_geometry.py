@@ -1,4 +1,4 @@
-"""h4w_jax.geometry and h4w_jax.roi_align against upstream goldens.
+"""h4w_jax.models.geometry and h4w_jax.models.roi_align against upstream goldens.
 
 The goldens (tests/data/geometry_goldens.npz) come from the real upstream
 functions (Hand4Whole_RELEASE c949086, torchgeometry 0.1.2, torchvision 0.29.1)
@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from h4w_jax import geometry, roi_align as ra
+from h4w_jax.common import spaces
+from h4w_jax.models import geometry, roi_align as ra
 
 GOLDENS = Path(__file__).parent / 'data' / 'geometry_goldens.npz'
 
@@ -190,7 +191,7 @@ def test_restore_bbox_matches_upstream(gold, ratio, extension):
 
 
 def test_camera_and_projection_match_upstream(gold):
-  assert abs(geometry.CAMERA_K - 56.38186222554939) < 1e-12
+  assert abs(spaces.CAMERA_K - 56.38186222554939) < 1e-12
   trans = jax.jit(geometry.get_camera_trans)(gold['cam_param'])
   np.testing.assert_allclose(trans, gold['cam_trans'], rtol=1e-6, atol=1e-6)
   proj = jax.jit(geometry.project_joints)(gold['proj_joints'], gold['cam_trans'])
@@ -198,10 +199,10 @@ def test_camera_and_projection_match_upstream(gold):
 
 
 def test_config_constants():
-  assert geometry.PRINCPT == (96.0, 128.0)
-  assert geometry.INPUT_IMG_SHAPE == (512, 384) and geometry.INPUT_BODY_SHAPE == (256, 192)
-  assert geometry.OUTPUT_HM_SHAPE == (8, 8, 6) and geometry.OUTPUT_HAND_HM_SHAPE == (8, 8, 8)
-  assert geometry.INPUT_HAND_SHAPE == (256, 256) and geometry.INPUT_FACE_SHAPE == (192, 192)
+  assert spaces.PRINCPT == (96.0, 128.0)
+  assert spaces.INPUT_IMG_SHAPE == (512, 384) and spaces.INPUT_BODY_SHAPE == (256, 192)
+  assert spaces.OUTPUT_HM_SHAPE == (8, 8, 6) and spaces.OUTPUT_HAND_HM_SHAPE == (8, 8, 8)
+  assert spaces.INPUT_HAND_SHAPE == (256, 256) and spaces.INPUT_FACE_SHAPE == (192, 192)
 
 
 # ---------------------------------------------------------------------------
@@ -227,8 +228,8 @@ def test_sampling_grid_counts(gold):
   assert ra.required_sampling_grid(boxes, (7, 5)) == 8
   assert ra.required_sampling_grid(gold['roi_2x2_box'], (8, 8)) == 2
   assert ra.required_sampling_grid(np.zeros((0, 4), np.float32), (8, 8)) == 1
-  assert ra.required_sampling_grid(gold['big_hand_boxes'], geometry.INPUT_HAND_SHAPE) == 3
-  assert ra.required_sampling_grid(gold['big_face_boxes'], geometry.INPUT_FACE_SHAPE) == 3
+  assert ra.required_sampling_grid(gold['big_hand_boxes'], spaces.INPUT_HAND_SHAPE) == 3
+  assert ra.required_sampling_grid(gold['big_face_boxes'], spaces.INPUT_FACE_SHAPE) == 3
 
 
 @pytest.mark.parametrize('size', [(8, 8), (7, 5)])
@@ -256,9 +257,9 @@ def test_roi_align_sampling_bound_matters(gold):
 
 
 def test_roi_align_hand4whole_sizes(gold):
-  images = procedural_image(2, *geometry.INPUT_IMG_SHAPE)
+  images = procedural_image(2, *spaces.INPUT_IMG_SHAPE)
   fn = roi_align
-  for part, size in (('hand', geometry.INPUT_HAND_SHAPE), ('face', geometry.INPUT_FACE_SHAPE)):
+  for part, size in (('hand', spaces.INPUT_HAND_SHAPE), ('face', spaces.INPUT_FACE_SHAPE)):
     out = np.asarray(fn(images, gold['big_%s_boxes' % part], gold['big_%s_bidx' % part], size, 3))
     assert out.shape == (len(gold['big_%s_boxes' % part]),) + tuple(size) + (3,)
     # jit may fuse a multiply-add into the sample position: 1 ulp at x ~ 500 is

@@ -23,7 +23,8 @@ import numpy as np
 import pytest
 
 import fake_h4w
-from h4w_jax import convert, model, outputs
+from h4w_jax.weights import cli, files, keys
+from h4w_jax.models import hand4whole, outputs
 from h4w_jax.inference import Predictor
 
 BATCH = 2
@@ -70,8 +71,8 @@ def test_converted_snapshot_predicts_as_upstream(goldens, state_dict, clean_huma
                                                  tmp_path, capsys):
   """snapshot .pth.tar -> `python -m h4w_jax.convert` -> Predictor -> upstream's outputs."""
   snapshot = tmp_path / 'snapshot_6.pth.tar'
-  convert.save_snapshot(snapshot, state_dict, epoch=6)
-  assert convert.main([str(snapshot), str(tmp_path / 'ckpt')]) == 0
+  files.save_snapshot(snapshot, state_dict, epoch=6)
+  assert cli.main([str(snapshot), str(tmp_path / 'ckpt')]) == 0
   assert 'epoch: 6' in capsys.readouterr().out
   predictor = Predictor.from_checkpoint(tmp_path / 'ckpt',
                                         human_model_path=clean_human_model_files)
@@ -85,7 +86,7 @@ def test_reversed_face_box_matches_upstream(goldens, state_dict, layer):
   """A negative predicted size gives a reversed box; roi_align clamps its size to 1."""
   key = 'module.box_net.face_size.2.bias'
   flipped = dict(state_dict, **{key: -state_dict[key]})
-  predictor = Predictor(convert.torch_to_flax(flipped, model.variable_shapes()), layer)
+  predictor = Predictor(keys.torch_to_flax(flipped, hand4whole.variable_shapes()), layer)
   ours = predictor(fake_h4w.fake_images(BATCH))
   box = np.asarray(ours['face_bbox'])
   assert np.all(box[:, 2] < box[:, 0]) and np.all(box[:, 3] < box[:, 1])
@@ -99,13 +100,13 @@ def test_train_mode_losses_and_gradients_match_upstream(state_dict, layer):
     to64 = lambda tree: jax.tree.map(
         lambda a: jnp.asarray(a, jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a,
         tree)
-    variables = to64(convert.torch_to_flax(state_dict, model.variable_shapes()))
+    variables = to64(keys.torch_to_flax(state_dict, hand4whole.variable_shapes()))
     # Upstream's float64 run casts its float32 SMPL-X buffers, as here.
     layer64 = to64(layer)
     images = jnp.asarray(fake_h4w.fake_images(BATCH), jnp.float64)
 
     def loss_fn(params):
-      out, _ = model.Hand4Whole().apply(
+      out, _ = hand4whole.Hand4Whole().apply(
           {'params': params, 'batch_stats': variables['batch_stats']}, images, train=True,
           mutable=['batch_stats'])
       losses = outputs.train_losses(out, layer64, to64(targets), to64(meta_info))
@@ -118,7 +119,7 @@ def test_train_mode_losses_and_gradients_match_upstream(state_dict, layer):
       ref = goldens[f'loss64/{name}']
       assert np.abs(np.asarray(value) - ref).max() <= 1e-4 * max(np.abs(ref).max(), 1e-8), name
 
-    grad_state = convert.flax_to_torch({'params': grads,
+    grad_state = keys.flax_to_torch({'params': grads,
                                         'batch_stats': variables['batch_stats']})
     checked = 0
     for key in goldens.files:

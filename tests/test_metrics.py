@@ -21,7 +21,8 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 import smplx_jax
-from h4w_jax import metrics
+from h4w_jax.common import dataset_constants
+from h4w_jax.evaluation import agora_files, metrics
 from smplx_jax import safe_pickle
 
 GOLDENS = Path(__file__).parent / 'data' / 'metrics_goldens.npz'
@@ -75,7 +76,7 @@ def run(name, cases, model, dtype):
 
 def test_constants_and_regressors_match_upstream(gold, eval_model):
   # cv2.Rodrigues in upstream vs numpy here
-  np.testing.assert_allclose(metrics.EHF_GT_ROTATION, gold['ehf_R'], rtol=0, atol=1e-15)
+  np.testing.assert_allclose(dataset_constants.EHF_GT_ROTATION, gold['ehf_R'], rtol=0, atol=1e-15)
   g0 = gold['gt_world'][0].astype(np.float64)
   # upstream: smpl_x.J_regressor rows pelvis/lwrist/rwrist/neck, j14_regressor and
   # orig_hand_regressor applied to GT sample 0 (float32 regressors: 1 ulp)
@@ -245,17 +246,17 @@ def test_mask_matches_the_subset():
     ('file4k', (2160, 3840), 'val'), ('file720', (720, 1280), 'val'),
     ('filetest', (2160, 3840), 'test')])
 def test_agora_files_match_upstream(gold, tmp_path, tag, resolution, test_set):
-  names = [metrics.agora_save_name(str(p), resolution, test_set)
+  names = [agora_files.agora_save_name(str(p), resolution, test_set)
            for p in gold[f'{tag}_img_paths']]
   # validation: upstream's glob in a fresh folder; test: the detection index
   ids = (gold['filetest_person_ids'].tolist() if test_set == 'test'
-         else metrics.agora_person_ids(names))
-  joints = metrics.agora_joints_to_original(gold['in_smplx_joint_proj'],
+         else agora_files.agora_person_ids(names))
+  joints = agora_files.agora_joints_to_original(gold['in_smplx_joint_proj'],
                                             gold['in_bb2img_trans'], resolution)
   np.testing.assert_allclose(joints, gold[f'{tag}_joints'], rtol=1e-12, atol=1e-9)
   outputs = {k[3:]: gold[k] for k in gold if k.startswith('in_smplx') or k == 'in_cam_trans'}
   out_dir = tmp_path / 'result' / 'AGORA'     # missing: created
-  paths = metrics.write_agora_results(out_dir, names, ids, outputs, joints)
+  paths = agora_files.write_agora_results(out_dir, names, ids, outputs, joints)
   assert [p.name for p in paths] == gold[f'{tag}_file_names'].tolist()
   keys = gold[f'{tag}_params_keys'].tolist()
   for i, path in enumerate(paths):
@@ -263,15 +264,15 @@ def test_agora_files_match_upstream(gold, tmp_path, tag, resolution, test_set):
     assert list(record) == ['params', 'joints'] and list(record['params']) == keys
     for key, dtype in zip(keys, gold[f'{tag}_params_dtypes'].tolist()):
       value = record['params'][key]
-      assert str(value.dtype) == dtype and value.shape == (1, metrics.AGORA_PARAM_SIZES[key])
+      assert str(value.dtype) == dtype and value.shape == (1, agora_files.AGORA_PARAM_SIZES[key])
       np.testing.assert_array_equal(value[0], gold[f'{tag}_params_{key}'][i])
     assert record['joints'].dtype == np.float64 and record['joints'].shape == (1, 144, 2)
     np.testing.assert_allclose(record['joints'][0], gold[f'{tag}_joints'][i], rtol=1e-12)
 
 
 def test_agora_ids_and_bad_outputs(tmp_path):
-  assert metrics.agora_person_ids(['a', 'b', 'a', 'ab', 'a']) == [0, 0, 1, 0, 2]
-  assert metrics.agora_save_name('x/img_00001_person_id_3.png') == 'img_00001'
+  assert agora_files.agora_person_ids(['a', 'b', 'a', 'ab', 'a']) == [0, 0, 1, 0, 2]
+  assert agora_files.agora_save_name('x/img_00001_person_id_3.png') == 'img_00001'
   outputs = {k: np.zeros((1, n), np.float32) for k, n in (
       ('cam_trans', 3), ('smplx_root_pose', 3), ('smplx_body_pose', 63), ('smplx_lhand_pose', 45),
       ('smplx_rhand_pose', 45), ('smplx_jaw_pose', 3), ('smplx_expr', 10), ('smplx_shape', 10))}
@@ -279,10 +280,10 @@ def test_agora_ids_and_bad_outputs(tmp_path):
   bad = dict(outputs)
   del bad['smplx_expr']
   with pytest.raises(KeyError, match='smplx_expr'):
-    metrics.write_agora_results(tmp_path, ['a'], [0], bad, joints)
+    agora_files.write_agora_results(tmp_path, ['a'], [0], bad, joints)
   bad = dict(outputs, smplx_body_pose=np.zeros((1, 66)))
   with pytest.raises(ValueError, match='smplx_body_pose.*66'):
-    metrics.write_agora_results(tmp_path, ['a'], [0], bad, joints)
+    agora_files.write_agora_results(tmp_path, ['a'], [0], bad, joints)
   with pytest.raises(ValueError, match='person_ids'):
-    metrics.write_agora_results(tmp_path, ['a'], [0, 1], outputs, joints)
+    agora_files.write_agora_results(tmp_path, ['a'], [0, 1], outputs, joints)
   assert not list(tmp_path.iterdir())

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import torch
 
-from h4w_jax import model
+from h4w_jax.models import hand4whole
 
 MANIFEST = Path(__file__).parent / 'data' / 'state_dict_manifest.json'
 
@@ -34,7 +34,7 @@ def test_variables_match_upstream_state_dict():
   torch_leaf = {'kernel': 'weight', 'scale': 'weight', 'bias': 'bias',
                 'mean': 'running_mean', 'var': 'running_var'}
   ours = {}
-  for path, leaf in jax.tree_util.tree_flatten_with_path(model.variable_shapes())[0]:
+  for path, leaf in jax.tree_util.tree_flatten_with_path(hand4whole.variable_shapes())[0]:
     keys = [p.key for p in path]
     ours[('/'.join(keys[1:-1]), torch_leaf[keys[-1]])] = leaf.shape
   theirs = {_flax_name(k): tuple(v['shape']) for k, v in manifest.items()

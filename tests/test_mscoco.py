@@ -17,7 +17,7 @@ from h4w_datasets import example as ex
 from h4w_datasets import mscoco
 from h4w_datasets import synthetic
 from h4w_datasets import transforms as tf
-from h4w_jax import joint_sets as js
+from h4w_jax.common import joint_sets as js
 
 GOLDENS = Path(__file__).parent / 'data' / 'pipeline_goldens_mscoco.npz'
 
@@ -169,8 +169,8 @@ def _img_checks(img_nhwc, goldens, prefix):
 
 def test_train_pipeline_matches_upstream(train, goldens, clean_human_model_files):
   import jax
-  from h4w_jax import outputs
-  from h4w_jax import targets as tg
+  from h4w_jax.models import outputs
+  from h4w_jax.models import targets as tg
   examples = []
   for n, i in enumerate(goldens['train/index']):
     aug = tf.AugParams(float(goldens['train/aug_scale'][n]), float(goldens['train/aug_rot'][n]),

@@ -63,7 +63,7 @@ def test_augmentation_with_fixed_parameters(case):
     patch, trans, _ = pre.crop(G['image'].astype(dtype), G['aug_bbox'], aug.scale, aug.rot,
                                aug.do_flip)
     np.testing.assert_allclose(trans, G['aug_trans'][case], rtol=1e-6, atol=1e-4)
-    # The colour gain as the device applies it (h4w_jax.targets), in numpy here.
+    # The colour gain as the device applies it (h4w_jax.models.targets), in numpy here.
     jittered = np.clip(patch.astype(np.float32) * np.float32(aug.color_scale), 0, 255)
     np.testing.assert_allclose(jittered[::4, ::4], G['aug_crop_sub'][case], atol=tol)
 

@@ -86,7 +86,7 @@ def test_fits_project_onto_the_annotated_boxes(test_set, layers):
 
 def test_test_split_matches_upstream(test_set, goldens, layers):
   import jax
-  from h4w_jax import targets as tg
+  from h4w_jax.models import targets as tg
   records = [test_set[i] for i in range(len(test_set))]
   np.testing.assert_allclose(np.stack([r['bbox'] for r in records]),
                              goldens['datalist/test/bbox'], atol=1e-4)

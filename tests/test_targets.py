@@ -1,4 +1,4 @@
-"""h4w_jax.targets against upstream's process_human_model_output (goldens).
+"""h4w_jax.models.targets against upstream's process_human_model_output (goldens).
 
 The goldens (tests/data/targets_goldens.npz; tests/data/README.md says how
 they were made) are upstream's own per-sample outputs for 12 SMPL-X cases and
@@ -31,9 +31,9 @@ import numpy as np
 import pytest
 
 import smplx_jax
-from h4w_jax import joint_sets as js
-from h4w_jax import outputs, targets
-from h4w_jax.model import NetOutput
+from h4w_jax.common import joint_sets as js
+from h4w_jax.models import outputs, targets
+from h4w_jax.models.hand4whole import NetOutput
 
 GOLDENS = Path(__file__).parent / 'data' / 'targets_goldens.npz'
 R_ONLY = 9

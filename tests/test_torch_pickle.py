@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from h4w_jax import torch_pickle
+from h4w_jax.weights import torch_pickle
 from smplx_jax.safe_pickle import UnsafePickleError
 
 

@@ -23,7 +23,8 @@ import jax
 import numpy as np
 import pytest
 
-from h4w_jax import checkpointing, trainer
+from h4w_jax.training import checkpoints, loop
+from h4w_jax.weights import files
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 2
@@ -109,8 +110,8 @@ def _assert_same_first_step(workdir, reference, lr=1e-4):
   ours, ref = _metrics(workdir)[0], _metrics(reference)[0]
   np.testing.assert_allclose(ours['loss/total'], ref['loss/total'], rtol=1e-5)
   np.testing.assert_allclose(ours['grad_norm'], ref['grad_norm'], rtol=1e-3)
-  _, a = checkpointing.load_latest_state(Path(workdir) / 'checkpoints', 1)
-  _, b = checkpointing.load_latest_state(Path(reference) / 'checkpoints', 1)
+  _, a = files.load_latest_state(Path(workdir) / 'checkpoints', 1)
+  _, b = files.load_latest_state(Path(reference) / 'checkpoints', 1)
   for x, y in zip(jax.tree.leaves(a['batch_stats']), jax.tree.leaves(b['batch_stats'])):
     assert np.abs(x - y).max() <= 1e-4 * np.abs(y).max() + 1e-7
   diff = np.concatenate([np.abs(x - y).ravel() for x, y in zip(jax.tree.leaves(a['params']),
@@ -122,8 +123,8 @@ def _assert_same_first_step(workdir, reference, lr=1e-4):
 def single_device_run(tmp_path_factory, data_root, clean_human_model_files):
   """The reference: 2 steps on one device, checkpoints after each step."""
   workdir = tmp_path_factory.mktemp('single')
-  trainer.run(_config(data_root, clean_human_model_files), workdir)
-  step, state = checkpointing.load_latest_state(workdir / 'checkpoints')
+  loop.run(_config(data_root, clean_human_model_files), workdir)
+  step, state = files.load_latest_state(workdir / 'checkpoints')
   assert step == STEPS
   return workdir
 
@@ -132,7 +133,7 @@ def test_quickstart_loss_falls(tmp_path, data_root, clean_human_model_files):
   # Means over windows of 4 steps (one batch's loss is noisy); measured 3.2 -> 2.7.
   config = _config(data_root, clean_human_model_files, total_steps=16, log_every=4, lr=1e-3,
                    checkpoint_every=0, image_every=16)
-  trainer.run(config, tmp_path)
+  loop.run(config, tmp_path)
   losses = _losses(tmp_path)
   assert len(losses) == 4 and all(np.isfinite(losses))
   assert losses[-1] < 0.9 * losses[0], losses
@@ -143,11 +144,11 @@ def test_quickstart_loss_falls(tmp_path, data_root, clean_human_model_files):
 
 def test_resume_is_bitwise_exact(tmp_path, data_root, clean_human_model_files, single_device_run):
   # Stopped after step 1 (as a kill after the save would), then resumed to step 2.
-  trainer.run(_config(data_root, clean_human_model_files, stop_after_steps=1), tmp_path)
-  assert checkpointing.load_latest_state(tmp_path / 'checkpoints')[0] == 1
-  trainer.run(_config(data_root, clean_human_model_files), tmp_path)
-  _, resumed = checkpointing.load_latest_state(tmp_path / 'checkpoints')
-  _, straight = checkpointing.load_latest_state(single_device_run / 'checkpoints')
+  loop.run(_config(data_root, clean_human_model_files, stop_after_steps=1), tmp_path)
+  assert files.load_latest_state(tmp_path / 'checkpoints')[0] == 1
+  loop.run(_config(data_root, clean_human_model_files), tmp_path)
+  _, resumed = files.load_latest_state(tmp_path / 'checkpoints')
+  _, straight = files.load_latest_state(single_device_run / 'checkpoints')
   for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(straight)):
     np.testing.assert_array_equal(a, b)
 
@@ -190,10 +191,9 @@ def test_overrides_and_missing_files_are_reported(tmp_path):
 
 
 def test_export_for_the_converter_and_predictor(tmp_path, single_device_run):
-  from h4w_jax import convert
-  assert checkpointing.main(['export', str(single_device_run), str(tmp_path / 'export')]) == 0
-  variables, meta = convert.load_checkpoint(tmp_path / 'export')
-  _, state = checkpointing.load_latest_state(single_device_run / 'checkpoints')
+  assert checkpoints.main(['export', str(single_device_run), str(tmp_path / 'export')]) == 0
+  variables, meta = files.load_checkpoint(tmp_path / 'export')
+  _, state = files.load_latest_state(single_device_run / 'checkpoints')
   assert meta['train_step'] == STEPS
   for a, b in zip(jax.tree.leaves(variables['params']), jax.tree.leaves(state['params'])):
     np.testing.assert_array_equal(a, b)

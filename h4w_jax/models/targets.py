@@ -38,8 +38,9 @@ import numpy as np
 
 import smplx_jax
 from smplx_jax import lbs as lbs_lib
-from h4w_jax import geometry as geo
-from h4w_jax import joint_sets as js
+from h4w_jax.common import spaces
+from h4w_jax.models import geometry as geo
+from h4w_jax.common import joint_sets as js
 
 Array = jax.Array
 
@@ -405,7 +406,7 @@ def smplx_targets(layers: Layers, batch: Mapping[str, Any], with_mesh: bool = Fa
   joint_cam = _rebase(joint_cam, 'rhand', js.RWRIST_IDX)
   joint_cam = _rebase(joint_cam, 'face', js.NECK_IDX)
   half = jnp.asarray(_depth_half_size(), dtype)
-  z = (joint_cam[..., 2] / half + 1) / 2.0 * geo.OUTPUT_HM_SHAPE[0]
+  z = (joint_cam[..., 2] / half + 1) / 2.0 * spaces.OUTPUT_HM_SHAPE[0]
 
   # flip: mirror x, swap the left/right joints (and their validity)
   flip = f('do_flip') > 0
@@ -422,9 +423,9 @@ def smplx_targets(layers: Layers, batch: Mapping[str, Any], with_mesh: bool = Fa
   t = f('img2bb_trans')
   x, y = (t[:, None, 0, 0] * x + t[:, None, 0, 1] * y + t[:, None, 0, 2],
           t[:, None, 1, 0] * x + t[:, None, 1, 1] * y + t[:, None, 1, 2])
-  hm_d, hm_h, hm_w = geo.OUTPUT_HM_SHAPE
-  x = x / geo.INPUT_IMG_SHAPE[1] * hm_w
-  y = y / geo.INPUT_IMG_SHAPE[0] * hm_h
+  hm_d, hm_h, hm_w = spaces.OUTPUT_HM_SHAPE
+  x = x / spaces.INPUT_IMG_SHAPE[1] * hm_w
+  y = y / spaces.INPUT_IMG_SHAPE[0] * hm_h
   joint_img = jnp.stack([x, y, z], axis=-1)
   joint_trunc = ((x >= 0) & (x < hm_w) & (y >= 0) & (y < hm_h) & (z >= 0) & (z < hm_d))
   joint_trunc = joint_trunc.astype(dtype)[..., None]

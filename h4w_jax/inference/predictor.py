@@ -6,7 +6,7 @@ test-mode outputs out.
 
 The crop is upstream's: a person box padded to aspect 3:4 and extended x1.25,
 warped to 512x384 (no mean/std normalisation). Output keys and units are
-upstream's test-mode dict (see `h4w_jax.outputs.test_outputs`).
+upstream's test-mode dict (see `h4w_jax.models.outputs.test_outputs`).
 """
 
 from __future__ import annotations
@@ -19,37 +19,16 @@ from typing import Any
 import jax
 import numpy as np
 
-from h4w_jax import geometry as geo
-from h4w_jax import model as model_lib
-from h4w_jax import outputs
-from h4w_jax import resnet
+from h4w_jax.common import spaces
+from h4w_jax.models import hand4whole as model_lib
+from h4w_jax.models import outputs
+from h4w_jax.weights import files
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _predict(config, variables, layer, images):
   net = model_lib.Hand4Whole(config).apply(variables, images, train=False)
   return outputs.test_outputs(net, layer)
-
-
-def _resnet_depth(backbone_params, where: str) -> int:
-  """The depth in resnet.STAGES whose block kind and blocks per stage these weights have."""
-  counts = tuple(sum(k.startswith(f'layer{stage}_') for k in backbone_params)
-                 for stage in range(1, 5))
-  kind = 'bottleneck' if 'conv3' in backbone_params.get('layer1_0', {}) else 'basic'
-  for depth, stages in resnet.STAGES.items():
-    if stages == (kind, counts):
-      return depth
-  raise ValueError(f'{where}: a {kind} ResNet with {counts} blocks per stage is none of '
-                   f'depths {sorted(resnet.STAGES)}')
-
-
-def model_config_of(variables) -> model_lib.ModelConfig:
-  """upstream's ModelConfig with the three backbone depths read off the weights."""
-  params = variables['params']
-  return model_lib.ModelConfig(
-      body_depth=_resnet_depth(params['backbone'], 'backbone'),
-      hand_depth=_resnet_depth(params['hand_roi_net']['backbone'], 'hand_roi_net/backbone'),
-      face_depth=_resnet_depth(params['face_roi_net']['backbone'], 'face_roi_net/backbone'))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,14 +47,13 @@ class Predictor:
     the checkpoint (50/50/18 for upstream's weights, e.g. 18/18/18 for the
     quickstart's).
     """
-    from h4w_jax import convert
-    variables, meta = convert.load_checkpoint(checkpoint_dir)
+    variables, meta = files.load_checkpoint(checkpoint_dir)
     return cls(variables=variables, layer=outputs.smplx_layer(human_model_path),
-               epoch=meta.get('epoch'), config=model_config or model_config_of(variables))
+               epoch=meta.get('epoch'), config=model_config or files.model_config_of(variables))
 
   def __call__(self, images) -> dict[str, np.ndarray]:
     images = np.asarray(images, np.float32)
-    expected = geo.INPUT_IMG_SHAPE + (3,)
+    expected = spaces.INPUT_IMG_SHAPE + (3,)
     if images.ndim != 4 or images.shape[1:] != expected:
       raise ValueError(f'images must be (B, {expected[0]}, {expected[1]}, 3) RGB crops in '
                        f'[0, 1], channels last; got {images.shape}')

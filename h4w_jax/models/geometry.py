@@ -7,32 +7,16 @@ reproduces (Hand4Whole_RELEASE, `main` branch, commit c949086). Layouts are
 channels-last where upstream is NCHW. Coordinates are (x, y[, z]) in
 pixel-index units of the named space: integer x is the centre of column x.
 
-The config constants below are upstream's `main/config.py` values. They are
-the one source of truth for the JAX port; later modules import them from here.
+The spaces' sizes and the camera are upstream's `main/config.py` values, kept
+in `h4w_jax.common.spaces`.
 """
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 
-# upstream: main/config.py. Shapes are (H, W) or (D, H, W), as upstream.
-INPUT_IMG_SHAPE = (512, 384)       # network input crop; the roi_align source image
-INPUT_BODY_SHAPE = (256, 192)      # body backbone input; bbox coordinate space
-OUTPUT_HM_SHAPE = (8, 8, 6)        # body 3D heatmap (D, H, W): "body-hm units"
-INPUT_HAND_SHAPE = (256, 256)      # roi_align output for hands
-OUTPUT_HAND_HM_SHAPE = (8, 8, 8)   # hand 3D heatmap (D, H, W)
-INPUT_FACE_SHAPE = (192, 192)      # roi_align output for the face
-FOCAL = (5000.0, 5000.0)           # virtual focal length, input_body pixels
-PRINCPT = (INPUT_BODY_SHAPE[1] / 2, INPUT_BODY_SHAPE[0] / 2)   # (96.0, 128.0)
-CAMERA_3D_SIZE = 2.5
-
-# upstream: main/model.py get_camera_trans k_value. It is evaluated in float64
-# and then stored as float32 (torch.FloatTensor), about 56.381863.
-CAMERA_K = math.sqrt(FOCAL[0] * FOCAL[1] * CAMERA_3D_SIZE * CAMERA_3D_SIZE
-                     / (INPUT_BODY_SHAPE[0] * INPUT_BODY_SHAPE[1]))
+from h4w_jax.common.spaces import CAMERA_K, FOCAL, INPUT_BODY_SHAPE, OUTPUT_HM_SHAPE, PRINCPT
 
 # upstream F.normalize eps and torchgeometry rotation_matrix_to_quaternion eps.
 _NORMALIZE_EPS = 1e-12

@@ -1,8 +1,6 @@
 """Pictures and scalars of a run: TensorBoard, mesh overlays, the loss curve.
 
-Overlays use the CPU rasterizer of smplx_jax.render (no OpenGL). The crop's
-camera is upstream's render_cropped_img one: the virtual focal length scaled
-from the 256x192 body input to the 512x384 crop.
+Overlays are drawn by h4w_jax.common.draw (CPU rasterizer, no OpenGL).
 """
 
 from __future__ import annotations
@@ -14,11 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from h4w_jax import geometry as geo
-from smplx_jax import render
-
-CROP_FOCAL = tuple(f * geo.INPUT_IMG_SHAPE[1] / geo.INPUT_BODY_SHAPE[1] for f in geo.FOCAL)
-CROP_PRINCPT = (geo.INPUT_IMG_SHAPE[1] / 2, geo.INPUT_IMG_SHAPE[0] / 2)
+from h4w_jax.common import draw
 
 
 class SummaryWriter:
@@ -45,15 +39,6 @@ class SummaryWriter:
     self._jsonl.close()
 
 
-def overlay(image_uint8: np.ndarray, vertices_cam: np.ndarray, faces: np.ndarray,
-            focal=CROP_FOCAL, princpt=CROP_PRINCPT, alpha: float = 0.8) -> np.ndarray:
-  """The mesh (camera frame, metres) drawn over an RGB uint8 image."""
-  rgb, _ = render.render_mesh(np.asarray(vertices_cam, np.float64), np.asarray(faces),
-                              np.asarray(focal), np.asarray(princpt), image=image_uint8,
-                              alpha=alpha)
-  return np.asarray(rgb, np.uint8)
-
-
 def overlay_first(predict_fn, state, local_batch: dict, layer) -> np.ndarray:
   """[input crop | predicted mesh over it] for the first example of a host batch."""
   crop = np.asarray(local_batch['img'][0])
@@ -64,14 +49,7 @@ def overlay_first(predict_fn, state, local_batch: dict, layer) -> np.ndarray:
   mesh = np.asarray(jax.device_get(out['smplx_mesh_cam']))[0]
   faces = np.asarray(layer.faces)
   shown = shown.astype(np.uint8)
-  return np.concatenate([shown, overlay(shown, mesh, faces)], axis=1)
-
-
-def save_png(path, image) -> Path:
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  render.save_png(path, image)
-  return path
+  return np.concatenate([shown, draw.overlay(shown, mesh, faces)], axis=1)
 
 
 def loss_curve(jsonl_path, png_path, key: str = 'loss/total') -> Path | None:
@@ -96,4 +74,4 @@ def loss_curve(jsonl_path, png_path, key: str = 'loss/total') -> Path | None:
     xs = np.linspace(x0, x1, n).round().astype(int)
     ys = np.linspace(y0, y1, n).round().astype(int)
     canvas[ys, xs] = (200, 40, 40)
-  return save_png(png_path, canvas)
+  return draw.save_png(png_path, canvas)

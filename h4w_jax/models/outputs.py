@@ -15,9 +15,10 @@ import jax
 import jax.numpy as jnp
 
 import smplx_jax
-from h4w_jax import geometry as geo
-from h4w_jax import joint_sets as js
-from h4w_jax.model import NetOutput
+from h4w_jax.common import spaces
+from h4w_jax.models import geometry as geo
+from h4w_jax.common import joint_sets as js
+from h4w_jax.models.hand4whole import NetOutput
 
 sg = jax.lax.stop_gradient
 
@@ -67,12 +68,12 @@ def get_coord(out: NetOutput, layer: smplx_jax.SMPLX, all_joints: bool = False,
 def _px_to_hm(v, axis):
   """input_body pixels -> body-heatmap units along x (axis 0) or y (axis 1),
   in upstream's operation order (v / 192 * 6)."""
-  return v / geo.INPUT_BODY_SHAPE[1 - axis] * geo.OUTPUT_HM_SHAPE[2 - axis]
+  return v / spaces.INPUT_BODY_SHAPE[1 - axis] * spaces.OUTPUT_HM_SHAPE[2 - axis]
 
 
 def _to_hand_space(x, y, bbox):
   """Body-heatmap (x, y) -> that hand box's hand-heatmap units (upstream's in-place ops)."""
-  _, hand_h, hand_w = geo.OUTPUT_HAND_HM_SHAPE
+  _, hand_h, hand_w = spaces.OUTPUT_HAND_HM_SHAPE
   x = (x - _px_to_hm(bbox[:, None, 0], 0)) * (
       hand_w / _px_to_hm(bbox[:, None, 2] - bbox[:, None, 0], 0))
   y = (y - _px_to_hm(bbox[:, None, 1], 1)) * (
@@ -89,7 +90,7 @@ def test_outputs(out: NetOutput, layer: smplx_jax.SMPLX, all_joints: bool = Fals
   """
   joint_proj, _, mesh_cam = get_coord(out, layer, all_joints=all_joints)
   joint_img = out.joint_img
-  _, hand_h, hand_w = geo.OUTPUT_HAND_HM_SHAPE
+  _, hand_h, hand_w = spaces.OUTPUT_HAND_HM_SHAPE
   for part, bbox in (('lhand', out.lhand_bbox), ('rhand', out.rhand_bbox)):
     start, stop = js.POS_JOINT_PART[part]
     x = joint_img[:, start:stop, 0] * (_px_to_hm(bbox[:, None, 2] - bbox[:, None, 0], 0) / hand_w)
@@ -97,8 +98,8 @@ def test_outputs(out: NetOutput, layer: smplx_jax.SMPLX, all_joints: bool = Fals
     y = joint_img[:, start:stop, 1] * (_px_to_hm(bbox[:, None, 3] - bbox[:, None, 1], 1) / hand_h)
     y = y + _px_to_hm(bbox[:, None, 1], 1)
     joint_img = joint_img.at[:, start:stop, 0].set(x).at[:, start:stop, 1].set(y)
-  img_h, img_w = geo.INPUT_IMG_SHAPE
-  body_h, body_w = geo.INPUT_BODY_SHAPE
+  img_h, img_w = spaces.INPUT_IMG_SHAPE
+  body_h, body_w = spaces.INPUT_BODY_SHAPE
   to_img = jnp.asarray([img_w / body_w, img_h / body_h] * 2)
   return {
       'joint_img': joint_img,
@@ -172,8 +173,8 @@ def train_losses(out: NetOutput, layer: smplx_jax.SMPLX, targets: Mapping[str, j
   # Hand targets into each predicted hand box's space (step 1 of SPEC §8).
   coords = {name: targets[name] for name in ('joint_img', 'smplx_joint_img')}
   truncs = {name: meta_info[name] for name in ('joint_trunc', 'smplx_joint_trunc')}
-  _, hand_h, hand_w = geo.OUTPUT_HAND_HM_SHAPE
-  depth_scale = geo.OUTPUT_HAND_HM_SHAPE[0] / geo.OUTPUT_HM_SHAPE[0]
+  _, hand_h, hand_w = spaces.OUTPUT_HAND_HM_SHAPE
+  depth_scale = spaces.OUTPUT_HAND_HM_SHAPE[0] / spaces.OUTPUT_HM_SHAPE[0]
   for part, bbox in (('lhand', out.lhand_bbox), ('rhand', out.rhand_bbox)):
     start, stop = js.JOINT_PART[part]
     for coord_name, trunc_name in (('joint_img', 'joint_trunc'),

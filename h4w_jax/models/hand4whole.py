@@ -20,10 +20,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from h4w_jax import geometry as geo
-from h4w_jax import joint_sets as js
-from h4w_jax.resnet import BatchNorm, ResNetBackbone, conv
-from h4w_jax.roi_align import roi_align
+from h4w_jax.common import spaces
+from h4w_jax.models import geometry as geo
+from h4w_jax.common import joint_sets as js
+from h4w_jax.models.resnet import BatchNorm, ResNetBackbone, conv
+from h4w_jax.models.roi_align import roi_align
 
 sg = jax.lax.stop_gradient
 
@@ -138,7 +139,7 @@ class BoxNet(nn.Module):
 
   @nn.compact
   def __call__(self, img_feat, joint_hm, train: bool):
-    depth, height, width = geo.OUTPUT_HM_SHAPE
+    depth, height, width = spaces.OUTPUT_HM_SHAPE
     batch, joints = joint_hm.shape[:2]
     # (B, J, D, H, W) -> NHWC with channel j * D + d, after the image feature.
     hm = joint_hm.reshape(batch, joints * depth, height, width).transpose(0, 2, 3, 1)
@@ -161,8 +162,8 @@ class BoxNet(nn.Module):
 
 def body_to_img_boxes(boxes):
   """xyxy in input_body pixels -> input_img pixels (upstream's HandRoI/FaceRoI)."""
-  body_h, body_w = geo.INPUT_BODY_SHAPE
-  img_h, img_w = geo.INPUT_IMG_SHAPE
+  body_h, body_w = spaces.INPUT_BODY_SHAPE
+  img_h, img_w = spaces.INPUT_IMG_SHAPE
   scale = jnp.asarray([img_w, img_h, img_w, img_h], boxes.dtype)
   return boxes / jnp.asarray([body_w, body_h, body_w, body_h], boxes.dtype) * scale
 
@@ -179,7 +180,7 @@ class HandRoI(nn.Module):
     batch = img.shape[0]
     boxes = body_to_img_boxes(jnp.concatenate([lhand_bbox, rhand_bbox], axis=0))
     index = jnp.tile(jnp.arange(batch), 2)
-    crops = roi_align(img, boxes, index, geo.INPUT_HAND_SHAPE, self.max_sampling_grid)
+    crops = roi_align(img, boxes, index, spaces.INPUT_HAND_SHAPE, self.max_sampling_grid)
     crops = jnp.concatenate([crops[:batch, :, ::-1], crops[batch:]], axis=0)
     return ResNetBackbone(self.depth, self.bn_group_size, bn_views=2, name='backbone')(
         crops, train)
@@ -194,7 +195,7 @@ class FaceRoI(nn.Module):
   @nn.compact
   def __call__(self, img, face_bbox, train: bool):
     crops = roi_align(img, body_to_img_boxes(face_bbox), jnp.arange(img.shape[0]),
-                      geo.INPUT_FACE_SHAPE, self.max_sampling_grid)
+                      spaces.INPUT_FACE_SHAPE, self.max_sampling_grid)
     return ResNetBackbone(self.depth, self.bn_group_size, name='backbone')(crops, train)
 
 
@@ -242,7 +243,7 @@ class Hand4Whole(nn.Module):
     img_feat = ResNetBackbone(cfg.body_depth, groups, name='backbone')(body_img, train)
 
     body_hm, body_joint_img = PositionNet(
-        js.POS_JOINT_PART['body'][1], geo.OUTPUT_HM_SHAPE, name='body_position_net')(img_feat)
+        js.POS_JOINT_PART['body'][1], spaces.OUTPUT_HM_SHAPE, name='body_position_net')(img_feat)
     (lhand_center, lhand_size, rhand_center, rhand_size, face_center,
      face_size) = BoxNet(groups, name='box_net')(img_feat, sg(body_hm), train)
     lhand_bbox = sg(geo.restore_bbox(lhand_center, lhand_size, 1.0, 2.0))
@@ -255,14 +256,14 @@ class Hand4Whole(nn.Module):
                         name='face_roi_net')(img, face_bbox, train)
 
     hand_joints = js.POS_JOINT_PART['rhand'][1] - js.POS_JOINT_PART['rhand'][0]
-    _, hand_joint_img = PositionNet(hand_joints, geo.OUTPUT_HAND_HM_SHAPE,
+    _, hand_joint_img = PositionNet(hand_joints, spaces.OUTPUT_HAND_HM_SHAPE,
                                     name='hand_position_net')(hand_feat)
     hand_pose6 = HandRotationNet(groups, name='hand_rotation_net')(hand_feat, sg(hand_joint_img),
                                                                    train)
     hand_pose = rot6d(hand_pose6.reshape(-1, 6)).reshape(2 * batch, -1)
 
     # Undo the left hand's flip: coordinates, rotations and features.
-    hand_width = geo.OUTPUT_HAND_HM_SHAPE[2]
+    hand_width = spaces.OUTPUT_HAND_HM_SHAPE[2]
     mirror = hand_width if cfg.fix_lhand_flip else hand_width - 1
     lhand_joint_img = hand_joint_img[:batch]
     lhand_joint_img = jnp.concatenate(
@@ -294,7 +295,7 @@ class Hand4Whole(nn.Module):
 
 def init_variables(rng, config: ModelConfig = ModelConfig(), batch: int = 1) -> dict[str, Any]:
   """{'params', 'batch_stats'} of a freshly initialised model."""
-  img = jnp.zeros((batch,) + geo.INPUT_IMG_SHAPE + (3,), jnp.float32)
+  img = jnp.zeros((batch,) + spaces.INPUT_IMG_SHAPE + (3,), jnp.float32)
   return Hand4Whole(config).init(rng, img, train=False)
 
 

@@ -35,9 +35,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from h4w_jax import checkpointing, convert, metrics, outputs, sharding, targets
-from h4w_jax import model as model_lib
 from h4w_datasets import example as ex
+from h4w_jax.common import sharding
+from h4w_jax.evaluation import agora_files, metrics
+from h4w_jax.models import hand4whole as model_lib
+from h4w_jax.models import outputs, targets
+from h4w_jax.weights import files
 from smplx_jax import safe_pickle
 
 
@@ -50,7 +53,7 @@ _GT_KEYS = {
     'PW3D': ('smpl_pose', 'smpl_shape', 'smpl_trans', 'smpl_gender', 'cam_R', 'cam_t'),
 }
 _AGORA_KEYS = ('bb2img_trans', 'crop_trans')
-# upstream's test outputs the AGORA result files hold (metrics.write_agora_results).
+# upstream's test outputs the AGORA result files hold (agora_files.write_agora_results).
 _AGORA_OUTPUTS = ('cam_trans', 'smplx_root_pose', 'smplx_body_pose', 'smplx_lhand_pose',
                   'smplx_rhand_pose', 'smplx_jaw_pose', 'smplx_expr', 'smplx_shape',
                   'smplx_joint_proj')
@@ -62,66 +65,6 @@ SMPLX_TO_SMPL_HELP = (
 
 class EvalError(RuntimeError):
   """An evaluation that cannot run (missing files, a bad checkpoint): the message says why."""
-
-
-# ---------------------------------------------------------------------------
-# Weights
-
-
-def _is_training_workdir(path: Path) -> Path | None:
-  """The orbax checkpoint folder of a training workdir (or the folder itself), else None."""
-  for folder in (path / 'checkpoints', path):
-    if folder.is_dir() and any(p.is_dir() and p.name.isdigit() for p in folder.iterdir()):
-      return folder
-  return None
-
-
-def load_variables(checkpoint, model_cfg: model_lib.ModelConfig) -> tuple[dict, str]:
-  """{'params', 'batch_stats'} numpy trees and a line saying what was read.
-
-  Accepts a converter folder (meta.json + variables/), an upstream
-  .pth(.tar) snapshot, or a training workdir (the newest of
-  `checkpoints/<step>/`, or such a checkpoints folder itself).
-  """
-  path = Path(checkpoint)
-  if not path.exists():
-    raise EvalError(f'checkpoint {path} does not exist (give a converted checkpoint folder, an '
-                    'upstream snapshot_<N>.pth.tar or a training workdir)')
-  shapes = model_lib.variable_shapes(model_cfg)
-  try:
-    if path.is_file():
-      variables = convert.torch_to_flax(convert.read_state_dict(path), shapes, str(path))
-      what = f'upstream snapshot {path}'
-    elif (path / convert.META_FILE).is_file():
-      variables, meta = convert.load_checkpoint(path)
-      what = f'converted checkpoint {path} (epoch {meta.get("epoch")})'
-    elif (folder := _is_training_workdir(path)) is not None:
-      step, state = checkpointing.load_latest_state(folder)
-      variables = {'params': state['params'], 'batch_stats': state['batch_stats']}
-      what = f'training checkpoint {folder}/{step}'
-    else:
-      raise EvalError(f'checkpoint {path}: a folder without {convert.META_FILE} (converted '
-                      'checkpoint) or numbered orbax steps (training workdir, checkpoints/<step>)')
-  except (ValueError, KeyError, FileNotFoundError) as e:
-    raise EvalError(f'checkpoint {path}: {e}') from e
-  _check_shapes(variables, shapes, path, model_cfg)
-  return variables, what
-
-
-def _check_shapes(variables, shapes, path, model_cfg) -> None:
-  got = {jax.tree_util.keystr(p): np.shape(v)
-         for p, v in jax.tree_util.tree_leaves_with_path(variables)}
-  want = {jax.tree_util.keystr(p): tuple(v.shape)
-          for p, v in jax.tree_util.tree_leaves_with_path(shapes)}
-  problems = [f'{k} missing' for k in want if k not in got]
-  problems += [f'{k} unexpected' for k in got if k not in want]
-  problems += [f'{k} {got[k]} vs {want[k]}' for k in want if k in got and got[k] != want[k]]
-  if problems:
-    more = f' (+{len(problems) - 5} more)' if len(problems) > 5 else ''
-    raise EvalError(
-        f'checkpoint {path} does not fit the model (body/hand/face depth {model_cfg.body_depth}/'
-        f'{model_cfg.hand_depth}/{model_cfg.face_depth}): {"; ".join(problems[:5])}{more}. '
-        'Set --config.model.body_depth=... (hand_depth, face_depth) to the trained ones.')
 
 
 # ---------------------------------------------------------------------------
@@ -345,17 +288,17 @@ def _agora_files(reader, split: str, index: np.ndarray, agora: dict, out_dir: Pa
     if 'img_path' not in record:
       raise EvalError(f'AGORA[{int(i)}]: the record has no img_path (result files are named '
                       'after the original images; read AGORA from its folder, not ArrayRecord)')
-    names.append(metrics.agora_save_name(record['img_path'], reader.resolution, test_set))
+    names.append(agora_files.agora_save_name(record['img_path'], reader.resolution, test_set))
     person_ids.append(int(record['person_id']))
   if split != 'test':   # upstream's val ids: 0, 1, ... per image in a fresh folder
-    person_ids = metrics.agora_person_ids(names)
+    person_ids = agora_files.agora_person_ids(names)
   eye = np.broadcast_to(np.array([0.0, 0.0, 1.0]), (len(index), 1, 3))
   crop = np.concatenate([agora['crop_trans'], eye], axis=1)        # original -> reader image
   bb2img = np.concatenate([agora['bb2img_trans'], eye], axis=1)    # crop -> reader image
   bb2orig = (np.linalg.inv(crop) @ bb2img)[:, :2]                  # crop -> original image
-  joints = metrics.agora_joints_to_original(agora['smplx_joint_proj'], bb2orig, reader.resolution)
+  joints = agora_files.agora_joints_to_original(agora['smplx_joint_proj'], bb2orig, reader.resolution)
   folder = out_dir / f'AGORA_{split}' / 'predictions'
-  metrics.write_agora_results(folder, names, person_ids, agora, joints)
+  agora_files.write_agora_results(folder, names, person_ids, agora, joints)
   return folder
 
 
@@ -372,7 +315,10 @@ def run(config, checkpoint, out_dir='results') -> dict[str, Any]:
   started = time.perf_counter()
 
   # ---------------------------------------------------------------- Weights
-  variables, what = load_variables(checkpoint, model_cfg)
+  try:
+    variables, what = files.load_variables(checkpoint, model_cfg)
+  except files.WeightsError as e:
+    raise EvalError(str(e)) from e
 
   # ---------------------------------------------------------------- Data
   options = dict(config.dataset_options.to_dict().get(dataset, {}))

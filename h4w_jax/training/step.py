@@ -1,7 +1,7 @@
 """Train state, initialisation under jit with shardings, and the jitted update step.
 
 The step takes a batch of *examples* (h4w_datasets), computes the SMPL-X
-targets on the device (h4w_jax.targets), runs the model in train mode and
+targets on the device (h4w_jax.models.targets), runs the model in train mode and
 applies Adam. A non-finite loss or gradient leaves the state untouched and is
 reported in the metrics, so the loop can stop with the last good state.
 """
@@ -16,8 +16,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from h4w_jax import model as model_lib
-from h4w_jax import outputs, targets
+from h4w_jax.models import hand4whole as model_lib
+from h4w_jax.models import outputs, targets
 
 Array = jax.Array
 

@@ -21,9 +21,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from h4w_jax import checkpointing, optim, outputs, sharding, targets, training
-from h4w_jax import model as model_lib
-from h4w_jax import visualize
+from h4w_jax.common import draw, sharding
+from h4w_jax.models import hand4whole as model_lib
+from h4w_jax.models import outputs, targets
+from h4w_jax.training import checkpoints, logs, optim, step as step_lib
+from h4w_jax.weights import stages
 
 log = logging.getLogger('h4w_jax.train')
 
@@ -43,22 +45,6 @@ def model_config(config) -> model_lib.ModelConfig:
                                bn_group_size=group)
 
 
-def _prepare_synthetic(config) -> None:
-  """The quickstart's files: synthetic body models and mini datasets, written once."""
-  from h4w_datasets import synthetic
-  from smplx_jax import synthetic as body_synthetic
-  hmf = Path(config.human_model_path)
-  if not (hmf / 'smplx' / 'SMPLX_NEUTRAL.npz').exists():
-    print(f'Writing synthetic body-model files to {hmf} (once) ...', flush=True)
-    body_synthetic.write_human_model_files(hmf, seed=0)
-  data_root = Path(config.data_root)
-  names = [n for n in (*config.trainset_3d, *config.trainset_2d)
-           if not (data_root / n).is_dir()]
-  if names:
-    print(f'Writing synthetic mini datasets {names} to {data_root} (once) ...', flush=True)
-    synthetic.write_mini_datasets(data_root, hmf, names, num=config.synthetic_images)
-
-
 def _check_files(config) -> None:
   from smplx_jax import check
   root = Path(config.human_model_path)
@@ -67,37 +53,6 @@ def _check_files(config) -> None:
   if missing:
     raise TrainingError(f'body-model files missing in {root}: ' + '; '.join(missing)
                         + f'. Run `python -m smplx_jax.check {root}` for the full list.')
-
-
-def _initial_variables(config, model_cfg, rng):
-  """The starting weights as config.init says; fresh heads use upstream's init."""
-  from h4w_jax import convert
-  init = config.init
-  if init.checkpoint:
-    path = Path(init.checkpoint)
-    if path.is_dir():
-      variables, _ = convert.load_checkpoint(path)
-    else:
-      variables = convert.torch_to_flax(convert.read_state_dict(path),
-                                        model_lib.variable_shapes(model_cfg), str(path))
-    return variables
-  shapes = model_lib.variable_shapes(model_cfg)
-  variables = model_lib.upstream_head_init(rng, shapes)
-  grafts = (('backbone',), init.body_backbone, convert.import_pose_resnet), \
-      (('hand_roi_net', 'backbone'), init.hand_backbone, None), \
-      (('face_roi_net', 'backbone'), init.face_backbone, None)
-  for module, path, importer in grafts:
-    if not path:
-      continue
-    state_dict = convert.read_state_dict(path)
-    target = convert.subtree(shapes, module)
-    if importer is None:
-      part, dropped = convert.import_torchvision_resnet(state_dict, 0, target, str(path))
-    else:
-      part, dropped = importer(state_dict, target, str(path))
-    print(f'init: {"/".join(module)} from {path} (dropped {len(dropped)} head keys)')
-    variables = convert.graft(variables, module, part)
-  return variables
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[str, Any]:
@@ -111,7 +66,10 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
   # ---------------------------------------------------------------- Data & body models
   if config.synthetic:
     if is_chief:
-      _prepare_synthetic(config)
+      from h4w_datasets import synthetic
+      synthetic.write_missing(config.data_root, config.human_model_path,
+                              (*config.trainset_3d, *config.trainset_2d),
+                              num=config.synthetic_images)
     if jax.process_count() > 1:
       from jax.experimental import multihost_utils
       multihost_utils.sync_global_devices('synthetic files written')
@@ -146,22 +104,22 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
                                           steps_per_epoch, config.start_epoch)
   tx = optim.make_optimizer(schedule, config.grad_clip_norm)
   rng = jax.random.key(config.seed)
-  abstract = jax.eval_shape(lambda: training.init_state(rng, model_cfg, tx))
+  abstract = jax.eval_shape(lambda: step_lib.init_state(rng, model_cfg, tx))
   state_shardings = sharding.tree_shardings(abstract, config.sharding_rules, mesh)
   repl = sharding.replicated(mesh)
-  # Targets need only joints: the cut skins ~6% of the vertices (h4w_jax.targets).
+  # Targets need only joints: the cut skins ~6% of the vertices (h4w_jax.models.targets).
   target_layer = jax.device_put(targets.smplx_joints(layer), repl)
   layer = jax.device_put(layer, repl)
 
   # ---------------------------------------------------------------- Checkpoints & state
-  manager = checkpointing.Manager(workdir / 'checkpoints', keep=config.keep_checkpoints,
+  manager = checkpoints.Manager(workdir / 'checkpoints', keep=config.keep_checkpoints,
                                   async_save=config.async_checkpoints)
   data_iter = iter(dataset)
   restored = manager.restore_latest(abstract, state_shardings, data_iter)
   if restored is None:
-    variables = _initial_variables(config, model_cfg, rng)
+    variables = stages.initial_variables(model_cfg, rng, **config.init.to_dict())
     # Arguments, not closures: the weights must not become constants of the program.
-    state = jax.jit(lambda v, key: training.init_state(key, model_cfg, tx, lambda _: v),
+    state = jax.jit(lambda v, key: step_lib.init_state(key, model_cfg, tx, lambda _: v),
                     out_shardings=state_shardings)(variables, rng)
     print(f'Starting from scratch: {total_steps} steps, {steps_per_epoch} per epoch, '
           f'global batch {config.batch_size} on {jax.device_count()} devices '
@@ -172,14 +130,14 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
 
   # ---------------------------------------------------------------- Update step
   step_fn = jax.jit(
-      functools.partial(training.train_step, model=model, tx=tx, schedule=schedule,
+      functools.partial(step_lib.train_step, model=model, tx=tx, schedule=schedule,
                         compute_dtype=jnp.dtype(config.compute_dtype),
                         detach_joints_for_projection=config.detach_joints_for_projection),
       donate_argnums=0, out_shardings=(state_shardings, repl))
-  predict_fn = jax.jit(functools.partial(training.predict, model=model))
+  predict_fn = jax.jit(functools.partial(step_lib.predict, model=model))
 
   # ---------------------------------------------------------------- Train loop
-  writer = visualize.SummaryWriter(workdir / 'tb') if is_chief else None
+  writer = logs.SummaryWriter(workdir / 'tb') if is_chief else None
   first_step = int(state.step)
   last_metrics: dict[str, Any] = {}
   skipped_in_epoch = 0
@@ -226,8 +184,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
       window, window_steps = {}, 0
       timer_start, timer_step = time.perf_counter(), done
     if is_chief and config.image_every and (done % config.image_every == 0 or done == total_steps):
-      image = visualize.overlay_first(predict_fn, state, local, layer)
-      visualize.save_png(workdir / 'images' / f'overlay_{done:07d}.png', image)
+      image = logs.overlay_first(predict_fn, state, local, layer)
+      draw.save_png(workdir / 'images' / f'overlay_{done:07d}.png', image)
       writer.image(done, 'overlay', image)
     if done % steps_per_epoch == 0:
       if skipped_in_epoch and is_chief:
@@ -243,7 +201,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
   if writer is not None:
     writer.close()
     if is_chief:
-      visualize.loss_curve(workdir / 'tb_scalars.jsonl', workdir / 'loss_curve.png')
+      logs.loss_curve(workdir / 'tb_scalars.jsonl', workdir / 'loss_curve.png')
   return last_metrics
 
 

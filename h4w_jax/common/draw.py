@@ -1,0 +1,33 @@
+"""Meshes drawn over images with the CPU rasterizer of smplx_jax.render (no OpenGL).
+
+The crop's camera is upstream's render_cropped_img one: the virtual focal
+length scaled from the 256x192 body input to the 512x384 crop.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from h4w_jax.common import spaces
+from smplx_jax import render
+
+CROP_FOCAL = tuple(f * spaces.INPUT_IMG_SHAPE[1] / spaces.INPUT_BODY_SHAPE[1] for f in spaces.FOCAL)
+CROP_PRINCPT = (spaces.INPUT_IMG_SHAPE[1] / 2, spaces.INPUT_IMG_SHAPE[0] / 2)
+
+
+def overlay(image_uint8: np.ndarray, vertices_cam: np.ndarray, faces: np.ndarray,
+            focal=CROP_FOCAL, princpt=CROP_PRINCPT, alpha: float = 0.8) -> np.ndarray:
+  """The mesh (camera frame, metres) drawn over an RGB uint8 image."""
+  rgb, _ = render.render_mesh(np.asarray(vertices_cam, np.float64), np.asarray(faces),
+                              np.asarray(focal), np.asarray(princpt), image=image_uint8,
+                              alpha=alpha)
+  return np.asarray(rgb, np.uint8)
+
+
+def save_png(path, image) -> Path:
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  render.save_png(path, image)
+  return path

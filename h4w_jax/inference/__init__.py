@@ -1,0 +1,10 @@
+"""Inference: `Predictor` (weights and body models in, upstream's test-mode outputs out)
+and the demo (`python -m h4w_jax.demo`).
+
+Imports h4w_jax.models, h4w_jax.weights, h4w_jax.common and the input pipeline's
+preprocessing; never training or evaluation.
+"""
+
+from h4w_jax.inference.predictor import Predictor
+
+__all__ = ['Predictor']

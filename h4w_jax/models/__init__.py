@@ -1,0 +1,7 @@
+"""The networks and what turns their predictions into upstream's outputs and losses.
+
+resnet (torchvision-named backbones, torch-exact BatchNorm), roi_align, geometry
+(soft-argmax, 6D rotations, boxes, camera), hand4whole (the whole-body network),
+outputs (test-mode dict, training losses), targets (SMPL-X targets on the device).
+Imports h4w_jax.common and smplx_jax only.
+"""
