@@ -22,6 +22,8 @@ flags.DEFINE_string('coordinator_address', None, 'multi-process: HOST:PORT of pr
 flags.DEFINE_integer('num_processes', None, 'multi-process: number of processes')
 flags.DEFINE_integer('process_id', None, 'multi-process: this process, 0..num_processes-1')
 flags.DEFINE_integer('num_cpu_devices', None, 'CPU only: pretend to have this many devices')
+flags.DEFINE_integer('heartbeat_timeout_seconds', 100,
+                     'multi-process: a process that sends no heartbeat this long counts as dead')
 flags.mark_flags_as_required(['config', 'workdir'])
 FLAGS = flags.FLAGS
 
@@ -34,9 +36,10 @@ def main(argv):
   if FLAGS.num_cpu_devices:
     jax.config.update('jax_num_cpu_devices', FLAGS.num_cpu_devices)
   if FLAGS.coordinator_address or FLAGS.num_processes:
-    jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
+                               heartbeat_timeout_seconds=FLAGS.heartbeat_timeout_seconds)
   elif any(k in os.environ for k in ('SLURM_JOB_ID', 'TPU_WORKER_HOSTNAMES', 'MEGASCALE_COORDINATOR_ADDRESS')):
-    jax.distributed.initialize()
+    jax.distributed.initialize(heartbeat_timeout_seconds=FLAGS.heartbeat_timeout_seconds)
   cache = os.environ.get('H4W_JAX_CACHE', os.path.expanduser('~/.cache/h4w_jax/xla'))
   jax.config.update('jax_compilation_cache_dir', cache)
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
@@ -44,7 +47,11 @@ def main(argv):
   try:
     loop.run(FLAGS.config, FLAGS.workdir)
   except loop.TrainingError as e:
-    print(f'error: {e}', file=sys.stderr)
+    print(f'error: {e}', file=sys.stderr, flush=True)
+    if jax.process_count() > 1:
+      # Skip the distributed shutdown: it waits for every peer, and one may be dead.
+      sys.stdout.flush()
+      os._exit(1)
     sys.exit(1)
 
 

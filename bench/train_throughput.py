@@ -151,7 +151,6 @@ def jax_step(config_name: str, batch_size: int, human_model_path):
   """(step_fn, state, layer, weights label) for configs/<name>.py at batch_size, as training.loop.run."""
   import functools
   import jax
-  import jax.numpy as jnp
   from h4w_jax.models import hand4whole as model_lib
   from h4w_jax.models import outputs, targets
   from h4w_jax.training import loop, optim, step as step_lib
@@ -182,7 +181,6 @@ def jax_step(config_name: str, batch_size: int, human_model_path):
   target_layer = targets.smplx_joints(layer)   # as the trainer passes it
   step = jax.jit(functools.partial(
       step_lib.train_step, model=model, tx=tx, schedule=schedule,
-      compute_dtype=jnp.dtype(config.compute_dtype),
       detach_joints_for_projection=config.detach_joints_for_projection), donate_argnums=0)
   # Layers are arguments, not closures: arrays must not become constants of the program.
   return functools.partial(step, target_layer=target_layer), state, layer, depths, label
@@ -260,7 +258,7 @@ def main(argv=None):
         return out
 
       seconds = _median(run, args.repeats, args.min_time)
-      finite = bool(run()['finite'])
+      finite = int(run()['bad_parts']) == 0
       key = f'{name} B={batch}'
       rows.append(dict(key=key, config=name, batch=batch, depths=depths, weights=weights,
                        jax_s=seconds, compile_s=compile_s, finite=finite))

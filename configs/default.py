@@ -26,15 +26,20 @@ def get_config():
       num_workers=8,             # grain worker processes per host (augmentation, image decode)
       read_threads=4,
       crop_dtype='uint8',        # 'float32' ships upstream's exact float crops (4x bytes)
-      skip_bad_samples=False))   # True: replace a bad sample, count it, report it per epoch
+      skip_bad_samples=False,    # True: replace a bad sample, count it, report it per epoch
+      prefetch_batches=2))       # global batches assembled on the devices ahead of the step
 
   # Model.
   c.model = ml_collections.ConfigDict(dict(body_depth=50, hand_depth=50, face_depth=18,
-                                           fix_lhand_flip=False))
+                                           fix_lhand_flip=False,
+                                           remat='none'))   # 'blocks': recompute ResNet blocks
+                                                            # in the backward pass (less memory)
   # BatchNorm statistics: 'per_device' reproduces upstream's DataParallel (statistics over
   # each GPU's 24 samples); 'synced' uses the whole global batch. See README "BatchNorm".
   c.batchnorm = 'per_device'
-  c.compute_dtype = 'float32'    # 'bfloat16': params and activations cast inside the step
+  # 'bfloat16': every backbone and head convolution and matmul in bf16; parameters, Adam,
+  # BatchNorm statistics, crops, geometric heads, SMPL-X, targets and losses stay float32.
+  c.compute_dtype = 'float32'
 
   # Optimisation (upstream: Adam, lr 1e-4, x0.1 at epochs 4 and 6, end 7; a run resumed
   # from snapshot_0 starts at epoch 1: quirk Q18).
@@ -66,4 +71,13 @@ def get_config():
   c.keep_checkpoints = 3
   c.async_checkpoints = True
   c.stop_after_steps = 0         # stop early after this many steps of this invocation (drills)
+
+  # Faults. A non-finite loss, gradient or update is never applied: the run stops with the
+  # newest checkpoint intact. Divergence (finite but exploding) is warned about.
+  c.guard = ml_collections.ConfigDict(dict(
+      divergence_factor=10.0,    # warn when a logged loss is this many times its running median
+      divergence_logs=5,         # ... or has grown at this many logs in a row (0: off)
+      host_transfers='disallow'))   # device-to-host copies between log steps are an error
+  c.hang_timeout_seconds = 900   # exit with a message when the loop makes no progress this long
+                                 # (a dead peer process can block collectives forever); 0: off
   return c

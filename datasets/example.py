@@ -94,6 +94,25 @@ def record_spec(num_joints: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
   return spec
 
 
+def example_spec(num_joints: int = 137) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+  """Shapes and dtypes of an example's fields that a worker adds or rewrites (the
+  record's other numeric fields pass through as in record_spec)."""
+  f32, i32, i64, u8 = (np.dtype(t) for t in (np.float32, np.int32, np.int64, np.uint8))
+  spec = {
+      'img': ((512, 384, 3), u8), 'color_scale': ((3,), f32),
+      'img2bb_trans': ((2, 3), f32), 'bb2img_trans': ((2, 3), f32), 'rot': ((), f32),
+      'do_flip': ((), f32), 'joint_img': ((num_joints, 3), f32),
+      'joint_cam': ((num_joints, 3), f32), 'joint_valid': ((num_joints, 1), f32),
+      'joint_trunc': ((num_joints, 1), f32), 'smplx_pose_mask': ((53,), f32),
+      'smplx_joint_mask': ((num_joints,), f32), 'is_3D': ((), f32),
+      'joints_from_smplx': ((), f32), 'dataset_id': ((), i32), 'index': ((), i64),
+      'num_skipped': ((), i32), 'sample_valid': ((), f32)}
+  for part in HAND_FACE_PARTS:
+    spec.update({f'{part}_bbox_center': ((2,), f32), f'{part}_bbox_size': ((2,), f32),
+                 f'{part}_bbox_valid': ((), f32)})
+  return spec
+
+
 def empty_record(num_joints: int) -> dict[str, np.ndarray]:
   """A record with every field zero except the identity rotation: readers fill it."""
   record = {k: np.zeros(shape, dtype) for k, (shape, dtype) in record_spec(num_joints).items()}

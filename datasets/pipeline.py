@@ -56,6 +56,14 @@ def train_keys() -> frozenset[str]:
   return frozenset(keys)
 
 
+def train_batch_spec(batch: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+  """Shapes and dtypes of a training batch of `batch` examples as the step gets them
+  (int64 ids arrive as int32: jax's default width)."""
+  fields = {**ex.record_spec(137), **ex.example_spec(137)}
+  return {k: ((batch,) + shape, np.dtype(np.int32) if dtype == np.int64 else dtype)
+          for k, (shape, dtype) in fields.items() if k in train_keys()}
+
+
 @dataclasses.dataclass(frozen=True)
 class Mixture:
   """upstream MultipleDatasets over groups of readers, as index arithmetic.

@@ -33,7 +33,7 @@ def batch_rodrigues(rot_vecs: jax.Array) -> jax.Array:
   skew = jnp.stack([zeros, -rz, ry, rz, zeros, -rx, -ry, rx, zeros],
                    axis=-1).reshape(rot_vecs.shape[:-1] + (3, 3))
   ident = jnp.eye(3, dtype=rot_vecs.dtype)
-  return ident + sin * skew + (1 - cos) * (skew @ skew)
+  return ident + sin * skew + (1 - cos) * jnp.matmul(skew, skew, precision='highest')
 
 
 def kinematic_levels(parents: Sequence[int]) -> tuple[tuple[int, ...], ...]:
@@ -47,7 +47,7 @@ def kinematic_levels(parents: Sequence[int]) -> tuple[tuple[int, ...], ...]:
 
 
 def batch_rigid_transform(rot_mats: jax.Array, joints: jax.Array,
-                          parents: Sequence[int], precision=None):
+                          parents: Sequence[int], precision='highest'):
   """Poses the kinematic chain (smplx.lbs.batch_rigid_transform).
 
   Args:
@@ -79,14 +79,14 @@ def batch_rigid_transform(rot_mats: jax.Array, joints: jax.Array,
   return world_t, world_rot, rel_t
 
 
-def blend_shapes(coeffs: jax.Array, dirs: jax.Array, precision=None) -> jax.Array:
+def blend_shapes(coeffs: jax.Array, dirs: jax.Array, precision='highest') -> jax.Array:
   """(B, K) x (V, 3, K) -> (B, V, 3) displacements (smplx.lbs.blend_shapes)."""
   return jnp.einsum('bl,mkl->bmk', coeffs, dirs, precision=precision)
 
 
 def lbs(shape_coeffs: jax.Array, rot_mats: jax.Array, v_template: jax.Array,
         shapedirs: jax.Array, posedirs: jax.Array, J_regressor: jax.Array,
-        parents: Sequence[int], lbs_weights: jax.Array, precision=None):
+        parents: Sequence[int], lbs_weights: jax.Array, precision='highest'):
   """Shape, pose-corrective blend shapes, chain and skinning (smplx.lbs.lbs).
 
   Args:
@@ -134,7 +134,7 @@ def lbs(shape_coeffs: jax.Array, rot_mats: jax.Array, v_template: jax.Array,
 
 def vertices2landmarks(vertices: jax.Array, faces: jax.Array,
                        lmk_faces_idx: jax.Array, lmk_bary_coords: jax.Array,
-                       precision=None) -> jax.Array:
+                       precision='highest') -> jax.Array:
   """Barycentric landmarks (smplx.lbs.vertices2landmarks).
 
   vertices (B, V, 3); faces (F, 3); lmk_faces_idx (B, L) or (L,);
@@ -161,7 +161,7 @@ def find_dynamic_lmk_idx_and_bcoords(rot_mats: jax.Array,
                                      dynamic_lmk_faces_idx: jax.Array,
                                      dynamic_lmk_bary_coords: jax.Array,
                                      neck_kin_chain: Sequence[int],
-                                     precision=None):
+                                     precision='highest'):
   """Contour landmark faces from the head's yaw
   (smplx.lbs.find_dynamic_lmk_idx_and_bcoords).
 

@@ -58,11 +58,11 @@ def test_groups_match_torch_per_device():
 
 
 def test_views_share_their_sample_group():
-  # [left crops of samples 0..3; right crops of samples 0..3], two samples per device:
-  # device 0 normalises left+right crops of samples 0 and 1 together.
+  # Sample-major [left 0, right 0, left 1, right 1, ...] of 4 samples, two samples per
+  # device: device 0 normalises the left and right crops of samples 0 and 1 together.
   x, scale, bias = _data(batch=8, seed=1)
   y, _, _ = _ours(x, scale, bias, group_size=2, views=2)
   for device in range(2):
-    rows = [device * 2, device * 2 + 1, 4 + device * 2, 4 + device * 2 + 1]
+    rows = slice(4 * device, 4 * device + 4)
     ref, _, _ = _torch_bn(x[rows], scale, bias)
     np.testing.assert_allclose(y[rows], ref, rtol=1e-5, atol=1e-5)

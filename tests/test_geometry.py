@@ -6,6 +6,7 @@ in float32 on CPU; tests/data/README.md says how they were made. Tolerances
 are a few float32 ulps above the measured differences (stated per test).
 """
 
+import functools
 from pathlib import Path
 
 import jax
@@ -21,7 +22,13 @@ GOLDENS = Path(__file__).parent / 'data' / 'geometry_goldens.npz'
 # jitted once: op-by-op dispatch of these small graphs is what costs time here
 rot6d_to_axis_angle = jax.jit(geometry.rot6d_to_axis_angle, static_argnames='torch_cross_quirk')
 rot6d_to_rotmat = jax.jit(geometry.rot6d_to_rotmat, static_argnames='torch_cross_quirk')
-roi_align = jax.jit(ra.roi_align, static_argnums=(3, 4))
+
+
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def roi_align(images, boxes, box_image_index, output_size, bound):
+  """torchvision's flat interface (box k crops image box_image_index[k]) over ours (each
+  image's own boxes): the goldens come from torchvision."""
+  return ra.roi_align(images[box_image_index], boxes[:, None], output_size, bound)[:, 0]
 
 # rot6d golden rows by `rot6d_kind`: 0 special (identity, near identity,
 # degenerate), 1 random 6D, 2 random rotations, 3 at or near 180 degrees
@@ -270,6 +277,19 @@ def test_roi_align_hand4whole_sizes(gold):
                                rtol=1e-5)
 
 
+def test_roi_align_crops_each_image_with_its_own_boxes(gold):
+  """Hand4Whole's layout: K boxes per image, crops (B, K, ...) without a gather."""
+  images = procedural_image(2, *spaces.INPUT_IMG_SHAPE)
+  boxes, bidx = gold['big_hand_boxes'], gold['big_hand_bidx']
+  per_image = np.stack([boxes[bidx == b] for b in range(2)])          # (2, 2, 4)
+  out = jax.jit(ra.roi_align, static_argnums=(2, 3))(images, per_image,
+                                                     spaces.INPUT_HAND_SHAPE, 3)
+  ref = roi_align(images, boxes, bidx, spaces.INPUT_HAND_SHAPE, 3)
+  assert out.shape == (2, 2) + spaces.INPUT_HAND_SHAPE + (3,)
+  np.testing.assert_allclose(np.asarray(out).reshape(ref.shape),
+                             np.concatenate([ref[bidx == b] for b in range(2)]), atol=1e-6)
+
+
 def test_roi_align_weights_are_an_average():
   # a constant image stays constant wherever every sample is inside the image
   images = np.full((1, 40, 32, 2), 0.5, np.float32)
@@ -283,5 +303,4 @@ def test_roi_align_weights_are_an_average():
 
 def test_roi_align_rejects_bad_bound():
   with pytest.raises(ValueError):
-    ra.roi_align(np.zeros((1, 4, 4, 1), np.float32), np.zeros((1, 4), np.float32),
-                 np.zeros(1, np.int32), (2, 2), 0)
+    ra.roi_align(np.zeros((1, 4, 4, 1), np.float32), np.zeros((1, 1, 4), np.float32), (2, 2), 0)

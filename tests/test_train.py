@@ -14,9 +14,11 @@ is fixed when JAX starts) and compare with the single-device run after step 1
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jax
@@ -133,9 +135,10 @@ def test_quickstart_loss_falls(tmp_path, data_root, clean_human_model_files):
   # Means over windows of 4 steps (one batch's loss is noisy); measured 3.2 -> 2.7.
   config = _config(data_root, clean_human_model_files, total_steps=16, log_every=4, lr=1e-3,
                    checkpoint_every=0, image_every=16)
-  loop.run(config, tmp_path)
+  loop.run(config, tmp_path)   # steps between logs run under transfer_guard('disallow')
   losses = _losses(tmp_path)
   assert len(losses) == 4 and all(np.isfinite(losses))
+  assert [r['window_steps'] for r in _metrics(tmp_path)] == [4, 4, 4, 4]
   assert losses[-1] < 0.9 * losses[0], losses
   assert (tmp_path / 'images' / 'overlay_0000016.png').exists()
   assert (tmp_path / 'loss_curve.png').exists()
@@ -169,14 +172,34 @@ def _free_port():
     return s.getsockname()[1]
 
 
+def test_steps_between_logs_never_wait_for_the_device(tmp_path, data_root,
+                                                      clean_human_model_files, monkeypatch):
+  """The loop's guard can fail: a host read of a device array between logs is an error."""
+  from h4w_jax.training import feeding
+  fetch = feeding.Prefetcher.__next__
+
+  def next_and_peek(self):
+    fed = fetch(self)
+    jax.device_get(fed.batch['img'][0, 0, 0])   # a host transfer, as a stray float() would be
+    return fed
+  monkeypatch.setattr(feeding.Prefetcher, '__next__', next_and_peek)
+  with pytest.raises(Exception, match='[Dd]isallowed device-to-host transfer'):
+    loop.run(_config(data_root, clean_human_model_files, log_every=4), tmp_path)
+
+
 def test_two_processes_match_one(tmp_path, data_root, clean_human_model_files, single_device_run):
+  """Two processes, parameters sharded across them (fsdp 2), overlays every step: every
+  cross-process read (overlay, metrics, checkpoints) works, and the result is one device's."""
   port = _free_port()
-  overrides = _overrides(data_root, clean_human_model_files)
+  overrides = _overrides(data_root, clean_human_model_files, mesh="(('data',1),('fsdp',2))",
+                         image_every=1)
   procs = [_run_subprocess(tmp_path, overrides, '--coordinator_address', f'127.0.0.1:{port}',
                            '--num_processes', '2', '--process_id', str(i)) for i in range(2)]
   outs = [_wait(p) for p in procs]
   assert '2 processes' in outs[0]
   _assert_same_first_step(tmp_path, single_device_run)
+  assert sorted(p.name for p in (tmp_path / 'images').iterdir()) == [
+      f'overlay_{s:07d}.png' for s in range(1, STEPS + 1)]
 
 
 def test_overrides_and_missing_files_are_reported(tmp_path):
@@ -197,3 +220,64 @@ def test_export_for_the_converter_and_predictor(tmp_path, single_device_run):
   assert meta['train_step'] == STEPS
   for a, b in zip(jax.tree.leaves(variables['params']), jax.tree.leaves(state['params'])):
     np.testing.assert_array_equal(a, b)
+
+
+def _kill_when(procs, victim, ready, timeout=600):
+  """Kills procs[victim] (SIGKILL) once ready() holds; returns the kill time."""
+  deadline = time.monotonic() + timeout
+  while not ready():
+    if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+      for p in procs:
+        p.kill()
+      pytest.fail('the run ended or stalled before the fault could be injected:\n'
+                  + '\n'.join(p.communicate()[0][-2000:] for p in procs))
+    time.sleep(0.05)
+  procs[victim].send_signal(signal.SIGKILL)
+  return time.monotonic()
+
+
+DEAD_PEER_BOUND_S = 120   # heartbeat 10 s here; config.hang_timeout_seconds 60 catches a hang
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('victim,when', [(1, 'mid-step'), (0, 'mid-save')])
+def test_a_dead_peer_stops_the_other_and_a_restart_resumes(tmp_path, data_root,
+                                                           clean_human_model_files, victim,
+                                                           when):
+  """Two processes, one killed with SIGKILL (mid-step: after step 3's log; mid-save: as a
+  checkpoint's temporary folder appears): the other exits non-zero within
+  DEAD_PEER_BOUND_S with a message; restarting both resumes from the newest checkpoint."""
+  overrides = _overrides(data_root, clean_human_model_files, total_steps=40,
+                         checkpoint_every=2, keep_checkpoints=3, hang_timeout_seconds=60,
+                         async_checkpoints=True)
+  extra = lambda i, port: ('--coordinator_address', f'127.0.0.1:{port}', '--num_processes', '2',
+                           '--process_id', str(i), '--heartbeat_timeout_seconds', '10')
+  port = _free_port()
+  procs = [_run_subprocess(tmp_path, overrides, *extra(i, port)) for i in range(2)]
+  checkpoints_dir = tmp_path / 'checkpoints'
+  if when == 'mid-step':
+    ready = lambda: (tmp_path / 'tb_scalars.jsonl').exists() and \
+        len((tmp_path / 'tb_scalars.jsonl').read_text().splitlines()) >= 3
+  else:
+    ready = lambda: checkpoints_dir.is_dir() and any(
+        'tmp' in p.name for p in checkpoints_dir.iterdir())
+  killed = _kill_when(procs, victim, ready)
+  survivor = procs[1 - victim]
+  try:
+    out, _ = survivor.communicate(timeout=DEAD_PEER_BOUND_S)
+  except subprocess.TimeoutExpired:
+    survivor.kill()
+    pytest.fail(f'the surviving process did not exit within {DEAD_PEER_BOUND_S} s')
+  took = time.monotonic() - killed
+  procs[victim].communicate()
+  assert survivor.returncode != 0, out[-3000:]
+  assert 'another process' in out or 'no progress' in out, out[-3000:]
+  assert took < DEAD_PEER_BOUND_S
+  # Restart both: they resume from the newest finished checkpoint and finish.
+  restart = dict(overrides, total_steps=8)
+  port = _free_port()
+  outs = [_wait(p) for p in [_run_subprocess(tmp_path, restart, *extra(i, port))
+                             for i in range(2)]]
+  for text in outs:
+    assert 'Resumed from' in text, text[-2000:]
+  assert files.load_latest_state(checkpoints_dir)[0] == 8

@@ -88,6 +88,21 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
+def constrain_batch(x):
+  """Pins an activation's leading (batch) axis to the mesh's batch axes.
+
+  A no-op unless the function is traced under a mesh with those axes
+  (`jax.set_mesh(mesh)`, as the training and evaluation loops do). Without the
+  pin, XLA's propagation may follow an fsdp-sharded weight and split
+  activations by channel (each device then holds every sample: all-gathers of
+  activations instead of the weights).
+  """
+  mesh = jax.sharding.get_abstract_mesh()
+  if mesh.empty or not set(BATCH_AXES) <= set(mesh.axis_names):
+    return x
+  return jax.lax.with_sharding_constraint(x, P(BATCH_AXES))
+
+
 def global_batch(local_batch: dict, mesh: Mesh) -> dict:
   """Per-host numpy batch -> global jax.Arrays sharded over the batch axes.
 

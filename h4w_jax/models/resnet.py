@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Optional
+from typing import Any, Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from h4w_jax.common.sharding import constrain_batch
 
 
 class BatchNorm(nn.Module):
@@ -29,10 +31,10 @@ class BatchNorm(nn.Module):
        the per-device batch (upstream's DataParallel: 24 per GPU). The running
        statistics move by the mean of the groups' statistics (DataParallel
        keeps only GPU 0's, a detail not worth copying).
-  `views`: the batch is [view 0 of B samples; view 1; ...] and sample i's
-  statistics group also holds its other views (the hand backbone sees
-  [left hands; right hands], and upstream's GPU d sees both hands of its
-  samples).
+  `views`: each sample comes as `views` consecutive rows (sample-major: the
+  hand backbone sees [left 0, right 0, left 1, right 1, ...]) and a sample's
+  statistics group holds all its views (upstream's GPU d sees both hands of
+  its samples).
   """
   use_running_average: bool
   group_size: Optional[int] = None
@@ -55,8 +57,12 @@ class BatchNorm(nn.Module):
     group = batch if self.group_size is None else self.group_size
     if batch % group:
       raise ValueError(f'BatchNorm: batch {batch} is not a multiple of group_size {group}')
-    grouped = x.reshape((self.views, batch // group, group) + x.shape[1:])
-    axes = (0, 2) + tuple(range(3, grouped.ndim - 1))
+    # A group's samples with all their views are consecutive rows (sample-major), so
+    # groups split along the batch axis as the batch splits over devices: per-device
+    # statistics need no data from other devices.
+    rows = group * self.views
+    grouped = x.reshape((x.shape[0] // rows, rows) + x.shape[1:])
+    axes = tuple(range(1, grouped.ndim - 1))
     # Statistics in at least float32 (bf16 activations), float64 under x64 tests.
     xf = grouped.astype(jnp.promote_types(x.dtype, jnp.float32))
     mean = xf.mean(axes, keepdims=True)
@@ -76,11 +82,11 @@ STAGES = {10: ('basic', (1, 1, 1, 1)), 18: ('basic', (2, 2, 2, 2)),
 
 
 def conv(features: int, kernel: int, stride: int = 1, padding: int = 0,
-         use_bias: bool = False, name: str | None = None) -> nn.Conv:
-  """A torch-style Conv2d: symmetric integer padding."""
+         use_bias: bool = False, name: str | None = None, dtype=jnp.float32) -> nn.Conv:
+  """A torch-style Conv2d: symmetric integer padding; computes in `dtype`, float32 weights."""
   return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
                  padding=((padding, padding), (padding, padding)), use_bias=use_bias,
-                 name=name)
+                 name=name, dtype=dtype)
 
 
 class BasicBlock(nn.Module):
@@ -89,15 +95,18 @@ class BasicBlock(nn.Module):
   downsample: bool = False
   bn_group_size: Optional[int] = None
   bn_views: int = 1
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool):
-    norm = functools.partial(BatchNorm, use_running_average=not train,
-                             group_size=self.bn_group_size, views=self.bn_views)
-    out = nn.relu(norm(name='bn1')(conv(self.planes, 3, self.stride, 1, name='conv1')(x)))
-    out = norm(name='bn2')(conv(self.planes, 3, 1, 1, name='conv2')(out))
+    bn = functools.partial(BatchNorm, use_running_average=not train,
+                           group_size=self.bn_group_size, views=self.bn_views)
+    norm = lambda name: lambda x: constrain_batch(bn(name=name)(constrain_batch(x)))
+    cv = functools.partial(conv, dtype=self.dtype)
+    out = nn.relu(norm(name='bn1')(cv(self.planes, 3, self.stride, 1, name='conv1')(x)))
+    out = norm(name='bn2')(cv(self.planes, 3, 1, 1, name='conv2')(out))
     if self.downsample:
-      x = norm(name='downsample_1')(conv(self.planes, 1, self.stride, name='downsample_0')(x))
+      x = norm(name='downsample_1')(cv(self.planes, 1, self.stride, name='downsample_0')(x))
     return nn.relu(out + x)
 
 
@@ -107,30 +116,52 @@ class Bottleneck(nn.Module):
   downsample: bool = False
   bn_group_size: Optional[int] = None
   bn_views: int = 1
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool):
-    norm = functools.partial(BatchNorm, use_running_average=not train,
-                             group_size=self.bn_group_size, views=self.bn_views)
-    out = nn.relu(norm(name='bn1')(conv(self.planes, 1, name='conv1')(x)))
-    out = nn.relu(norm(name='bn2')(conv(self.planes, 3, self.stride, 1, name='conv2')(out)))
-    out = norm(name='bn3')(conv(self.planes * 4, 1, name='conv3')(out))
+    bn = functools.partial(BatchNorm, use_running_average=not train,
+                           group_size=self.bn_group_size, views=self.bn_views)
+    norm = lambda name: lambda x: constrain_batch(bn(name=name)(constrain_batch(x)))
+    cv = functools.partial(conv, dtype=self.dtype)
+    out = nn.relu(norm(name='bn1')(cv(self.planes, 1, name='conv1')(x)))
+    out = nn.relu(norm(name='bn2')(cv(self.planes, 3, self.stride, 1, name='conv2')(out)))
+    out = norm(name='bn3')(cv(self.planes * 4, 1, name='conv3')(out))
     if self.downsample:
-      x = norm(name='downsample_1')(conv(self.planes * 4, 1, self.stride, name='downsample_0')(x))
+      x = norm(name='downsample_1')(cv(self.planes * 4, 1, self.stride, name='downsample_0')(x))
     return nn.relu(out + x)
 
 
+REMAT_POLICIES = ('none', 'blocks')
+
+
 class ResNetBackbone(nn.Module):
-  """(N, H, W, 3) in [0, 1] -> (N, H/32, W/32, 512 or 2048)."""
+  """(N, H, W, 3) in [0, 1] -> (N, H/32, W/32, 512 or 2048), computed in `dtype`.
+
+  remat: 'blocks' recomputes each residual block's activations in the backward
+  pass instead of keeping them (less memory, about one more forward of the
+  backbone); 'none' keeps them. Every convolution's output is pinned to the
+  batch axes of the mesh (common.sharding.constrain_batch), so with fsdp the
+  weights are gathered and the activations stay split by sample (left alone,
+  XLA gathers the small late activations instead of their larger weights: a
+  fine trade on one host, but not the data flow fsdp promises).
+  """
   depth: int = 50
   bn_group_size: Optional[int] = None
   bn_views: int = 1
+  dtype: Any = jnp.float32
+  remat: str = 'none'
 
   @nn.compact
   def __call__(self, x, train: bool = False):
+    if self.remat not in REMAT_POLICIES:
+      raise ValueError(f'remat must be one of {REMAT_POLICIES}, got {self.remat!r}')
     kind, counts = STAGES[self.depth]
     block, expansion = (Bottleneck, 4) if kind == 'bottleneck' else (BasicBlock, 1)
-    x = conv(64, 7, 2, 3, name='conv1')(x)
+    if self.remat == 'blocks':
+      block = nn.remat(block, static_argnums=(2,))   # (self, x, train): train is static
+    x = constrain_batch(x.astype(self.dtype))
+    x = conv(64, 7, 2, 3, name='conv1', dtype=self.dtype)(x)
     x = nn.relu(BatchNorm(use_running_average=not train, group_size=self.bn_group_size,
                           views=self.bn_views, name='bn1')(x))
     x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
@@ -139,8 +170,9 @@ class ResNetBackbone(nn.Module):
       for index in range(count):
         stride = 2 if stage > 1 and index == 0 else 1
         downsample = index == 0 and (stride != 1 or in_planes != planes * expansion)
-        x = block(planes, stride, downsample, self.bn_group_size, self.bn_views,
+        x = block(planes, stride, downsample, self.bn_group_size, self.bn_views, self.dtype,
                   name=f'layer{stage}_{index}')(x, train)
+        x = constrain_batch(x)
         in_planes = planes * expansion
     return x
 

@@ -11,9 +11,9 @@ only on (output row, sample row) and its x only on (output column, sample
 column). torchvision's bilinear weights, border rules and the 1 / (gh * gw)
 average all factor into a y part and an x part, so the whole crop is
 
-  out[k] = Ay[k] @ image[b_k] @ Ax[k]^T        (per channel)
+  out[b, k] = Ay[b, k] @ image[b] @ Ax[b, k]^T        (per channel)
 
-with Ay (K, PH, H) and Ax (K, PW, W) the per-box interpolation matrices, each
+with Ay (B, K, PH, H) and Ax (B, K, PW, W) the per-box interpolation matrices, each
 row already summed over that bin's samples. The crop is two batched matmuls
 whose cost does not depend on the number of samples; only the small matrices
 are built from a bounded grid of `max_sampling_grid` candidate samples per
@@ -136,50 +136,56 @@ def _axis_matrix(start, end, pooled: int, size: int, max_grid: int, dtype):
   return weights
 
 
-def roi_align(images, boxes, box_image_index, output_size: Sequence[int],
-              max_sampling_grid: int):
-  """Crop-and-resize boxes with torchvision's RoIAlign numbers.
+def roi_align(images, boxes, output_size: Sequence[int], max_sampling_grid: int):
+  """Crop-and-resize each image's own boxes with torchvision's RoIAlign numbers.
 
   upstream: torchvision.ops.roi_align(images, rois, output_size,
   spatial_scale=1.0, sampling_ratio=-1, aligned=False), as called by
-  common/nets/module.py HandRoI and FaceRoI. Equal to it (to float rounding)
-  for every box whose sample count ceil(max(roi, 1) / P) is <= max_sampling_grid
-  on both axes, including boxes partly or fully outside the image (taps
-  outside [-1, H] give 0, others are clamped), boxes under 1 px and reversed
-  boxes (their size is floored at 1 px). Boxes over the bound get a coarser
-  average (module doc); check with required_sampling_grid / sampling_grid.
+  common/nets/module.py HandRoI and FaceRoI, where box k of sample b crops
+  image b. Equal to it (to float rounding) for every box whose sample count
+  ceil(max(roi, 1) / P) is <= max_sampling_grid on both axes, including boxes
+  partly or fully outside the image (taps outside [-1, H] give 0, others are
+  clamped), boxes under 1 px and reversed boxes (their size is floored at
+  1 px). Boxes over the bound get a coarser average (module doc); check with
+  required_sampling_grid / sampling_grid.
 
-  Cost: two batched matmuls per call, K * C * (PH * H * W + PH * W * PW)
+  The batch axis stays a batch axis of every op (no gather by box index), so
+  crops of a batch sharded over devices stay on their devices: each device
+  crops its own images.
+
+  Cost: two batched matmuls per call, B * K * C * (PH * H * W + PH * W * PW)
   multiply-adds (or the x-first order when cheaper), independent of the
-  sample count; the interpolation matrices add K * (PH * H + PW * W) *
+  sample count; the interpolation matrices add B * K * (PH * H + PW * W) *
   max_sampling_grid element operations. Matmuls run at HIGHEST precision so
   accelerators do not round the image to bf16/tf32.
 
   Args:
     images: (B, H, W, C) channels-last source images.
-    boxes: (K, 4) xyxy in image pixels.
-    box_image_index: (K,) int, which image each box crops.
+    boxes: (B, K, 4) xyxy in image pixels, K boxes per image.
     output_size: static (PH, PW).
     max_sampling_grid: static bound on samples per bin and axis (>= 1).
   Returns:
-    (K, PH, PW, C), in the promoted type of images and float32.
+    (B, K, PH, PW, C), in the promoted type of images and float32.
   """
   if max_sampling_grid < 1:
     raise ValueError(f'max_sampling_grid must be >= 1, got {max_sampling_grid}')
   ph, pw = output_size
+  batch, num_boxes = boxes.shape[:2]
   h, w = images.shape[1:3]
   dtype = jnp.promote_types(jnp.promote_types(images.dtype, boxes.dtype), jnp.float32)
-  boxes = boxes.astype(dtype)
-  ay = _axis_matrix(boxes[:, 1], boxes[:, 3], ph, h, max_sampling_grid, dtype)   # (K, PH, H)
-  ax = _axis_matrix(boxes[:, 0], boxes[:, 2], pw, w, max_sampling_grid, dtype)   # (K, PW, W)
+  flat = boxes.reshape(batch * num_boxes, 4).astype(dtype)
+  ay = _axis_matrix(flat[:, 1], flat[:, 3], ph, h, max_sampling_grid, dtype)
+  ax = _axis_matrix(flat[:, 0], flat[:, 2], pw, w, max_sampling_grid, dtype)
+  ay = ay.reshape(batch, num_boxes, ph, h)
+  ax = ax.reshape(batch, num_boxes, pw, w)
   # channel-major so the matmul minor dims are image columns, not C = 3
   # (on TPU a minor dim of 3 pads to 128 lanes)
-  src = jnp.transpose(images.astype(dtype), (0, 3, 1, 2))[box_image_index]       # (K, C, H, W)
+  src = jnp.transpose(images.astype(dtype), (0, 3, 1, 2))                        # (B, C, H, W)
   hi = jax.lax.Precision.HIGHEST
   if ph * w * (h + pw) <= pw * h * (w + ph):
-    rows = jnp.einsum('kph,kchw->kcpw', ay, src, precision=hi)
-    out = jnp.einsum('kqw,kcpw->kcpq', ax, rows, precision=hi)
+    rows = jnp.einsum('bkph,bchw->bkcpw', ay, src, precision=hi)
+    out = jnp.einsum('bkqw,bkcpw->bkcpq', ax, rows, precision=hi)
   else:
-    cols = jnp.einsum('kqw,kchw->kchq', ax, src, precision=hi)
-    out = jnp.einsum('kph,kchq->kcpq', ay, cols, precision=hi)
-  return jnp.transpose(out, (0, 2, 3, 1))
+    cols = jnp.einsum('bkqw,bchw->bkchq', ax, src, precision=hi)
+    out = jnp.einsum('bkph,bkchq->bkcpq', ay, cols, precision=hi)
+  return jnp.transpose(out, (0, 1, 3, 4, 2))

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -39,17 +38,26 @@ class SummaryWriter:
     self._jsonl.close()
 
 
-def overlay_first(predict_fn, state, local_batch: dict, layer) -> np.ndarray:
-  """[input crop | predicted mesh over it] for the first example of a host batch."""
+def first_example_mesh(state, batch: dict, layer, *, predict):
+  """The predicted mesh (V, 3) of the global batch's first example, for the overlay.
+
+  Jit it with replicated outputs and call it on every process: parameters may be
+  sharded across processes, so each one takes part and each gets the result
+  (only the chief draws it)."""
+  img = batch['img'][:1].astype(jnp.float32) * batch['color_scale'][:1, None, None, :]
+  shown = jnp.clip(img, 0, 255) / 255.0
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  return predict(variables, shown, layer)['smplx_mesh_cam'][0]
+
+
+def overlay_first(local_batch: dict, mesh_vertices, faces) -> np.ndarray:
+  """[input crop | predicted mesh over it] for the first example of the chief's host
+  batch (the global batch's first example)."""
   crop = np.asarray(local_batch['img'][0])
   scale = np.asarray(local_batch['color_scale'][0], np.float32)
-  shown = np.clip(crop.astype(np.float32) * scale, 0, 255)
-  variables = {'params': state.params, 'batch_stats': state.batch_stats}
-  out = predict_fn(variables, jnp.asarray(shown[None] / 255.0, jnp.float32), layer)
-  mesh = np.asarray(jax.device_get(out['smplx_mesh_cam']))[0]
-  faces = np.asarray(layer.faces)
-  shown = shown.astype(np.uint8)
-  return np.concatenate([shown, draw.overlay(shown, mesh, faces)], axis=1)
+  shown = np.clip(crop.astype(np.float32) * scale, 0, 255).astype(np.uint8)
+  return np.concatenate([shown, draw.overlay(shown, np.asarray(mesh_vertices),
+                                             np.asarray(faces))], axis=1)
 
 
 def loss_curve(jsonl_path, png_path, key: str = 'loss/total') -> Path | None:

@@ -24,7 +24,7 @@ import numpy as np
 from h4w_jax.common import draw, sharding
 from h4w_jax.models import hand4whole as model_lib
 from h4w_jax.models import outputs, targets
-from h4w_jax.training import checkpoints, logs, optim, step as step_lib
+from h4w_jax.training import checkpoints, feeding, guard, logs, optim, step as step_lib
 from h4w_jax.weights import stages
 
 log = logging.getLogger('h4w_jax.train')
@@ -42,7 +42,36 @@ def model_config(config) -> model_lib.ModelConfig:
     raise ValueError(f"config.batchnorm must be 'per_device' or 'synced', got {config.batchnorm!r}")
   return model_lib.ModelConfig(body_depth=m.body_depth, hand_depth=m.hand_depth,
                                face_depth=m.face_depth, fix_lhand_flip=m.fix_lhand_flip,
-                               bn_group_size=group)
+                               bn_group_size=group, dtype=config.compute_dtype,
+                               remat=m.remat)
+
+
+@dataclasses.dataclass(frozen=True)
+class Parts:
+  """What a run's jitted step is made of (loop.run, and the compile checks of bench/ and tests)."""
+  model_config: model_lib.ModelConfig
+  model: model_lib.Hand4Whole
+  schedule: Any
+  tx: Any
+  abstract_state: step_lib.TrainState      # ShapeDtypeStructs
+  state_shardings: Any
+  step_fn: Any                             # jitted, state donated
+
+
+def make_parts(config, mesh, steps_per_epoch: int) -> Parts:
+  model_cfg = model_config(config)
+  model = model_lib.Hand4Whole(model_cfg)
+  schedule = optim.learning_rate_schedule(config.lr, config.lr_dec_epoch, config.lr_dec_factor,
+                                          steps_per_epoch, config.start_epoch)
+  tx = optim.make_optimizer(schedule, config.grad_clip_norm)
+  rng = jax.random.key(config.seed)
+  abstract = jax.eval_shape(lambda: step_lib.init_state(rng, model_cfg, tx))
+  state_shardings = sharding.tree_shardings(abstract, config.sharding_rules, mesh)
+  step_fn = jax.jit(
+      functools.partial(step_lib.train_step, model=model, tx=tx, schedule=schedule,
+                        detach_joints_for_projection=config.detach_joints_for_projection),
+      donate_argnums=0, out_shardings=(state_shardings, sharding.replicated(mesh)))
+  return Parts(model_cfg, model, schedule, tx, abstract, state_shardings, step_fn)
 
 
 def _check_files(config) -> None:
@@ -98,14 +127,10 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
 
   # ---------------------------------------------------------------- Mesh & shardings
   mesh = sharding.make_mesh(config.mesh)
-  model_cfg = model_config(config)
-  model = model_lib.Hand4Whole(model_cfg)
-  schedule = optim.learning_rate_schedule(config.lr, config.lr_dec_epoch, config.lr_dec_factor,
-                                          steps_per_epoch, config.start_epoch)
-  tx = optim.make_optimizer(schedule, config.grad_clip_norm)
+  parts = make_parts(config, mesh, steps_per_epoch)
+  model_cfg, tx, abstract, state_shardings = (parts.model_config, parts.tx, parts.abstract_state,
+                                              parts.state_shardings)
   rng = jax.random.key(config.seed)
-  abstract = jax.eval_shape(lambda: step_lib.init_state(rng, model_cfg, tx))
-  state_shardings = sharding.tree_shardings(abstract, config.sharding_rules, mesh)
   repl = sharding.replicated(mesh)
   # Targets need only joints: the cut skins ~6% of the vertices (h4w_jax.models.targets).
   target_layer = jax.device_put(targets.smplx_joints(layer), repl)
@@ -129,80 +154,123 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
     print(f'Resumed from {manager.directory} at step {int(state.step)}', flush=True)
 
   # ---------------------------------------------------------------- Update step
-  step_fn = jax.jit(
-      functools.partial(step_lib.train_step, model=model, tx=tx, schedule=schedule,
-                        compute_dtype=jnp.dtype(config.compute_dtype),
-                        detach_joints_for_projection=config.detach_joints_for_projection),
-      donate_argnums=0, out_shardings=(state_shardings, repl))
-  predict_fn = jax.jit(functools.partial(step_lib.predict, model=model))
+  step_fn = parts.step_fn
+  start_window, add_to_window = jax.jit(step_lib.start_window), jax.jit(step_lib.add_to_window)
+  mesh_fn = jax.jit(functools.partial(logs.first_example_mesh, predict=functools.partial(
+      step_lib.predict, model=parts.model)), out_shardings=repl)
 
   # ---------------------------------------------------------------- Train loop
+  # Metrics stay on the device between sync steps (logs, checkpoints, epoch ends); the
+  # next batches are assembled and transferred in the background meanwhile.
   writer = logs.SummaryWriter(workdir / 'tb') if is_chief else None
+  divergence = guard.DivergenceMonitor(config.guard.divergence_factor,
+                                       config.guard.divergence_logs)
+  watchdog = guard.Watchdog(0, '')
   first_step = int(state.step)
+  feed = feeding.Prefetcher(data_iter, mesh, depth=config.data.prefetch_batches)
   last_metrics: dict[str, Any] = {}
-  skipped_in_epoch = 0
+  skipped_in_epoch = 0.0
   timer_start, timer_step = time.perf_counter(), first_step
-  window: dict[str, float] = {}
-  window_steps = 0
-  for step in range(first_step, total_steps):
-    tick = time.perf_counter()
-    local = next(data_iter)
-    data_seconds = time.perf_counter() - tick
-    batch = sharding.global_batch(local, mesh)
-    state, metrics = step_fn(state, batch, layer, target_layer)
-    metrics = jax.device_get(metrics)
-    metrics['time/data_wait'] = data_seconds
-    metrics['time/step'] = time.perf_counter() - tick
-    if not metrics['finite']:
-      manager.wait()
-      raise TrainingError(
-          f'non-finite loss or gradient at step {step} (loss {metrics["loss/total"]}); the state '
-          f'was not updated and nothing was saved after it. The last good checkpoint is step '
-          f'{manager.latest_step()} in {manager.directory}. Lower config.lr or set '
-          'config.grad_clip_norm, then run again: training resumes from that checkpoint.')
-    skipped_in_epoch += int(metrics['num_skipped'])
-    for key, value in metrics.items():
-      window[key] = window.get(key, 0.0) + float(value)
-    window_steps += 1
-    done = step + 1
-    epoch = config.start_epoch + step // steps_per_epoch
-    if done % config.log_every == 0 or done == total_steps:
-      elapsed = time.perf_counter() - timer_start
-      rate = (done - timer_step) / max(elapsed, 1e-9)
-      eta = (total_steps - done) / max(rate, 1e-9)
-      # Means over the steps since the last log line: one batch's loss is noisy.
-      last_metrics = {k: v / window_steps for k, v in window.items()}
-      last_metrics['samples_per_sec'] = rate * config.batch_size
-      last_metrics['epoch'] = epoch
-      if is_chief:
-        print(f'step {done}/{total_steps} epoch {epoch} loss {last_metrics["loss/total"]:.4f} '
-              f'lr {last_metrics["lr"]:.2e} {rate:.2f} steps/s '
-              f'({last_metrics["samples_per_sec"]:.1f} samples/s, '
-              f'{last_metrics["time/data_wait"]:.2f} s of {last_metrics["time/step"]:.2f} s '
-              f'waiting for data) ETA {eta / 60:.1f} min', flush=True)
-        writer.scalars(done, last_metrics)
-      window, window_steps = {}, 0
-      timer_start, timer_step = time.perf_counter(), done
-    if is_chief and config.image_every and (done % config.image_every == 0 or done == total_steps):
-      image = logs.overlay_first(predict_fn, state, local, layer)
-      draw.save_png(workdir / 'images' / f'overlay_{done:07d}.png', image)
-      writer.image(done, 'overlay', image)
-    if done % steps_per_epoch == 0:
-      if skipped_in_epoch and is_chief:
-        print(f'epoch {epoch}: {skipped_in_epoch} bad samples were skipped and replaced '
-              '(see the warnings above for which)', flush=True)
-      skipped_in_epoch = 0
-    if (config.checkpoint_every and done % config.checkpoint_every == 0) \
-        or done % steps_per_epoch == 0 or done == total_steps:
-      manager.save(done, state, data_iter)
-    if config.stop_after_steps and done >= first_step + config.stop_after_steps:
-      break   # for tests and preemption drills: stop as a kill would, after a save or not
+  # Placed as the step's outputs are: another placement would compile the step again.
+  window, data_wait, halted = None, 0.0, jax.device_put(jnp.zeros((), bool), repl)
+  try:
+    with jax.set_mesh(mesh):
+      for step in range(first_step, total_steps):
+        # Between sync steps nothing may wait for the device: a transfer to the host
+        # here is an error (config.guard.host_transfers='allow' lifts it).
+        with jax.transfer_guard_device_to_host(config.guard.host_transfers):
+          fed = next(feed)
+          data_wait += fed.wait_seconds
+          state, metrics = step_fn(state, fed.batch, layer, target_layer, halted)
+          halted = metrics['halted']
+          window = start_window(metrics) if window is None else add_to_window(window, metrics)
+        if step == first_step:   # compiled: from here on the loop must keep moving
+          watchdog.close()
+          watchdog = guard.Watchdog(config.hang_timeout_seconds, HANG_ADVICE)
+        watchdog.beat(f'dispatched step {step + 1}')
+        done = step + 1
+        epoch = config.start_epoch + step // steps_per_epoch
+        epoch_end = done % steps_per_epoch == 0
+        save = (config.checkpoint_every and done % config.checkpoint_every == 0) or epoch_end \
+            or done == total_steps
+        stop = bool(config.stop_after_steps) and done >= first_step + config.stop_after_steps
+        if not (done % config.log_every == 0 or save or epoch_end or stop or done == total_steps):
+          continue   # no device-to-host transfer on this step
+
+        # ------------------------------------------------------------ Sync: metrics
+        host = jax.device_get(window)
+        watchdog.beat(f'step {done} metrics')
+        steps_in_window = int(host['steps'])
+        if host['first_bad_step']:
+          manager.wait()
+          raise TrainingError(guard.non_finite_message(
+              int(host['first_bad_step']), int(host['bad_parts']), float(host['lr_at_bad']),
+              manager.directory, manager.latest_step()))
+        elapsed = time.perf_counter() - timer_start
+        rate = (done - timer_step) / max(elapsed, 1e-9)
+        eta = (total_steps - done) / max(rate, 1e-9)
+        # Means over the window's steps: one batch's loss is noisy.
+        last_metrics = {k: float(v) / steps_in_window for k, v in host['sums'].items()}
+        skipped_in_epoch += last_metrics.pop('num_skipped') * steps_in_window
+        last_metrics.update({'samples_per_sec': rate * config.batch_size, 'epoch': epoch,
+                             'time/step': elapsed / max(done - timer_step, 1),
+                             'time/data_wait': data_wait / steps_in_window,
+                             'window_steps': steps_in_window})
+        warning = divergence.update(done, last_metrics['loss/total'])
+        if is_chief:
+          print(f'step {done}/{total_steps} epoch {epoch} loss {last_metrics["loss/total"]:.4f} '
+                f'(mean of {steps_in_window} steps) lr {last_metrics["lr"]:.2e} '
+                f'{rate:.2f} steps/s ({last_metrics["samples_per_sec"]:.1f} samples/s, '
+                f'{last_metrics["time/data_wait"]:.2f} s of {last_metrics["time/step"]:.2f} s '
+                f'waiting for data) ETA {eta / 60:.1f} min', flush=True)
+          if warning:
+            print(f'warning: {warning}', flush=True)
+          writer.scalars(done, last_metrics)
+        window, data_wait = None, 0.0
+        timer_start, timer_step = time.perf_counter(), done
+
+        # ------------------------------------------------------------ Pictures
+        if config.image_every and (done % config.image_every == 0 or done == total_steps):
+          vertices = jax.device_get(mesh_fn(state, fed.batch, layer))   # every process
+          if is_chief:
+            image = logs.overlay_first(fed.local, vertices, layer.faces)
+            draw.save_png(workdir / 'images' / f'overlay_{done:07d}.png', image)
+            writer.image(done, 'overlay', image)
+        if epoch_end:
+          if skipped_in_epoch and is_chief:
+            print(f'epoch {epoch}: {int(round(skipped_in_epoch))} bad samples were skipped and '
+                  'replaced (see the warnings above for which)', flush=True)
+          skipped_in_epoch = 0.0
+
+        # ------------------------------------------------------------ Checkpoints
+        if save:
+          manager.save(done, state, feeding.ConsumedState(fed.iterator_state))
+          watchdog.beat(f'saved step {done}')
+        if stop:
+          break   # for tests and preemption drills: stop as a kill would, after a save or not
+  except (jax.errors.JaxRuntimeError, ValueError) as e:   # gloo reports a dead peer as ValueError
+    if jax.process_count() > 1:
+      raise TrainingError(f'process {jax.process_index()} of {jax.process_count()}: a device '
+                          f'operation failed ({str(e).splitlines()[0]}). With several processes '
+                          'this usually means another process died or lost its connection: see '
+                          'its log. Restart every process: training resumes from the newest '
+                          'checkpoint.') from e
+    raise
+  finally:
+    watchdog.close()
+    feed.close()
   manager.wait()
   if writer is not None:
     writer.close()
     if is_chief:
       logs.loss_curve(workdir / 'tb_scalars.jsonl', workdir / 'loss_curve.png')
   return last_metrics
+
+
+HANG_ADVICE = ('The run is stuck: with several processes another one has most likely died '
+               '(a collective waits for it forever); see the other logs. Restart every process: '
+               'training resumes from the newest checkpoint. config.hang_timeout_seconds sets '
+               'this bound (0: off).')
 
 
 def load_config_file(path) -> ml_collections.ConfigDict:

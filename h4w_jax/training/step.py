@@ -2,8 +2,15 @@
 
 The step takes a batch of *examples* (h4w_datasets), computes the SMPL-X
 targets on the device (h4w_jax.models.targets), runs the model in train mode and
-applies Adam. A non-finite loss or gradient leaves the state untouched and is
-reported in the metrics, so the loop can stop with the last good state.
+applies Adam.
+
+The guard: a step whose loss, gradients, new parameters or new optimizer state
+are not all finite is not applied, and once one was not, no later step is
+(`halted` chains from step to step on the device), so the state stays the last
+good one. The metrics say which parts were non-finite (`bad_parts`, bits of
+GUARD_PARTS). They stay on the device: the loop sums them into a window
+(`start_window` / `add_to_window`) and reads it only at log steps, so the
+steps in between make no device-to-host transfer.
 """
 
 from __future__ import annotations
@@ -43,31 +50,44 @@ def init_state(rng, model_config: model_lib.ModelConfig, tx: optax.GradientTrans
                     rng=jax.random.key_data(jax.random.fold_in(rng, 1)))
 
 
+GUARD_PARTS = ('loss', 'gradients', 'new parameters', 'new optimizer state')
+
+
 def _all_finite(tree) -> Array:
   leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
   return jnp.stack(leaves).all()
 
 
-def train_step(state: TrainState, batch: dict, layer, target_layer=None, *,
+def guard_bits(*parts) -> Array:
+  """int32 with bit i set when parts[i] (a pytree) holds a non-finite value."""
+  return sum(jnp.where(_all_finite(part), 0, 1 << i) for i, part in enumerate(parts))
+
+
+def describe_guard_bits(bits: int) -> str:
+  return ', '.join(name for i, name in enumerate(GUARD_PARTS) if bits & (1 << i))
+
+
+def train_step(state: TrainState, batch: dict, layer, target_layer=None, halted=False, *,
                model: model_lib.Hand4Whole, tx: optax.GradientTransformation,
-               schedule: optax.Schedule, compute_dtype=jnp.float32,
-               detach_joints_for_projection: bool = False):
-  """One update. Returns (new_state, metrics) with every loss term's mean,
-  the total loss, the learning rate, the gradient norm and `finite`.
+               schedule: optax.Schedule, detach_joints_for_projection: bool = False):
+  """One update. Returns (new_state, metrics): every loss term's mean, the total
+  loss, the learning rate, the gradient norm, `num_skipped` (bad samples
+  replaced in the batch), `bad_parts` (guard bits), `step` (the 1-based number
+  of this step) and `halted` (pass it to the next step).
 
   layer: the SMPL-X layer of the model's outputs (upstream's smplx_layer).
   target_layer: what the targets are computed with; `targets.smplx_joints(layer)`
     gives the same joints from ~6% of the vertices (default: `layer`).
+  halted: a device bool; when set the step computes but applies nothing.
+  The model's config says what its convolutions and matmuls compute in
+  (ModelConfig.dtype); parameters, statistics, targets and losses are float32.
   """
   inputs, target, meta_info = targets.train_batch(
       layer if target_layer is None else target_layer, batch)
 
   def loss_fn(params):
-    cast = lambda x: x.astype(compute_dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
-    out, updates = model.apply(
-        {'params': jax.tree.map(cast, params), 'batch_stats': state.batch_stats},
-        cast(inputs['img']), train=True, mutable=['batch_stats'])
-    out = jax.tree.map(lambda x: x.astype(jnp.float32), out)
+    out, updates = model.apply({'params': params, 'batch_stats': state.batch_stats},
+                               inputs['img'], train=True, mutable=['batch_stats'])
     losses = outputs.train_losses(out, layer, target, meta_info,
                                   detach_joints_for_projection=detach_joints_for_projection)
     means = {k: jnp.mean(v) for k, v in losses.items()}
@@ -76,17 +96,45 @@ def train_step(state: TrainState, batch: dict, layer, target_layer=None, *,
   (loss, (means, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  finite = jnp.isfinite(loss) & _all_finite(grads)
-  keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+  bad_parts = guard_bits(loss, grads, params, opt_state)
+  apply = (bad_parts == 0) & ~jnp.asarray(halted)
+  keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(apply, n, o), new, old)
   new_state = state.replace(
-      step=state.step + finite.astype(jnp.int32), params=keep(params, state.params),
+      step=state.step + apply.astype(jnp.int32), params=keep(params, state.params),
       batch_stats=keep(batch_stats, state.batch_stats),
       opt_state=keep(opt_state, state.opt_state))
   metrics = {f'loss/{k}': v for k, v in means.items()}
   metrics.update({'loss/total': loss, 'lr': schedule(state.step),
-                  'grad_norm': optax.tree.norm(grads), 'finite': finite,
-                  'num_skipped': jnp.sum(batch['num_skipped'])})
+                  'grad_norm': optax.tree.norm(grads),
+                  'num_skipped': jnp.sum(batch['num_skipped']).astype(jnp.float32),
+                  'bad_parts': bad_parts, 'step': state.step + 1,
+                  'halted': jnp.asarray(halted) | (bad_parts != 0)})
   return new_state, metrics
+
+
+_WINDOW_SKIP = ('bad_parts', 'step', 'halted')
+
+
+def start_window(metrics: dict) -> dict:
+  """A log window holding one step's metrics (see add_to_window)."""
+  first_bad = (metrics['bad_parts'] != 0)
+  return {'sums': {k: v.astype(jnp.float32) for k, v in metrics.items() if k not in _WINDOW_SKIP},
+          'steps': jnp.ones((), jnp.int32),
+          'first_bad_step': jnp.where(first_bad, metrics['step'], 0),
+          'bad_parts': metrics['bad_parts'],
+          'lr_at_bad': jnp.where(first_bad, metrics['lr'], 0.0)}
+
+
+def add_to_window(window: dict, metrics: dict) -> dict:
+  """Sums a step's metrics into the window; remembers the first non-finite step
+  (its number, what was non-finite, its learning rate)."""
+  new_bad = (window['first_bad_step'] == 0) & (metrics['bad_parts'] != 0)
+  return {'sums': {k: window['sums'][k] + v.astype(jnp.float32) for k, v in metrics.items()
+                   if k not in _WINDOW_SKIP},
+          'steps': window['steps'] + 1,
+          'first_bad_step': jnp.where(new_bad, metrics['step'], window['first_bad_step']),
+          'bad_parts': jnp.where(new_bad, metrics['bad_parts'], window['bad_parts']),
+          'lr_at_bad': jnp.where(new_bad, metrics['lr'], window['lr_at_bad'])}
 
 
 def predict(variables, images, layer, *, model: model_lib.Hand4Whole):
