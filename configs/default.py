@@ -26,7 +26,11 @@ def get_config():
       num_workers=8,             # grain worker processes per host (augmentation, image decode)
       read_threads=4,
       crop_dtype='uint8',        # 'float32' ships upstream's exact float crops (4x bytes)
-      skip_bad_samples=False))   # True: replace a bad sample, count it, report it per epoch
+      skip_bad_samples=False,    # True: replace a bad sample, count it, report it per epoch
+      # 'folder': upstream's files under data_root; 'tfds': the TFDS datasets that
+      # `python -m h4w_datasets.tfds_build` wrote to tfds_data_dir (local or gs://).
+      source='folder',
+      tfds_data_dir=''))
 
   # Model.
   c.model = ml_collections.ConfigDict(dict(body_depth=50, hand_depth=50, face_depth=18,

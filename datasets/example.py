@@ -3,14 +3,15 @@
 Data flows one way (STYLE.md): annotation files -> records (readers, one per
 dataset) -> examples (per-sample transforms in grain workers, numpy/cv2) ->
 batches on the mesh -> SMPL-X targets on the device (`h4w_jax.models.targets`) -> the
-step. Every field has a fixed shape so that records can be stored in
-ArrayRecord shards and examples batched without padding.
+step. Every field has a fixed shape so that records can be stored as TFDS
+ArrayRecord datasets (`tfds_builders`) and examples batched without padding.
 
 Record (what `reader[i]` returns; upstream's `datalist` entry, made explicit):
 
   img_path      str          absolute path of the original image; a record read
-                             back from ArrayRecord carries `img_bytes` (the
-                             encoded file) instead
+                             from a TFDS dataset (`tfds_source`) carries
+                             `img_bytes` (the encoded file) and `source_path`
+                             (relative to data_root) instead
   img_shape     (2,) int32   original image (H, W)
   bbox          (4,) f32     body box, xywh in original pixels, already through
                              `process_bbox` (aspect 0.75, x1.25)

@@ -182,7 +182,7 @@ class PositionSource:
       where = f'{reader.info.name}[{index}]'
       try:
         record = reader[index]
-        where = f"{where} ({record.get('img_path', 'ArrayRecord')})"
+        where = f"{where} ({record.get('img_path') or record.get('source_path')})"
         example = tf.make_example(record, reader.info, aug, crop_dtype=self.crop_dtype,
                                   where=where)
         break

@@ -80,7 +80,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
                      f'{jax.process_count()} processes')
   local_batch = config.batch_size // jax.process_count()
   groups = registry.make_groups(config.data_root, config.trainset_3d, config.trainset_2d,
-                                config.dataset_options.to_dict())
+                                config.dataset_options.to_dict(), source=config.data.source,
+                                tfds_data_dir=config.data.tfds_data_dir)
   num_epochs = config.end_epoch - config.start_epoch
   data_cfg = pipeline.PipelineConfig(
       seed=config.seed, local_batch=local_batch, num_epochs=num_epochs,
