@@ -64,6 +64,8 @@ Example (what a worker emits per sample; batched with a leading B):
 
 import numpy as np
 
+from h4w_jax.common import joint_sets, spaces
+
 GENDERS = ('neutral', 'male', 'female')
 
 SMPLX_PARAM_SHAPES = {
@@ -118,3 +120,33 @@ def check_record(record, num_joints: int, where: str) -> None:
     problems.append("neither 'img_path' nor 'img_bytes'")
   if problems:
     raise ValueError(f'{where}: malformed record: ' + '; '.join(problems))
+
+
+def example_spec(crop_dtype=np.uint8) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+  """Shapes (per sample) and dtypes of a training example: what the step's batch holds
+  with a leading B (`pipeline.train_keys()`, the fields above)."""
+  f32, i32, i64 = np.dtype(np.float32), np.dtype(np.int32), np.dtype(np.int64)
+  joints = joint_sets.NUM_JOINTS
+  spec = {
+      'img': ((*spaces.INPUT_IMG_SHAPE, 3), np.dtype(crop_dtype)), 'color_scale': ((3,), f32),
+      'img2bb_trans': ((2, 3), f32), 'bb2img_trans': ((2, 3), f32), 'rot': ((), f32),
+      'do_flip': ((), f32), 'img_shape': ((2,), i32), 'bbox': ((4,), f32),
+      'joint_img': ((joints, 3), f32), 'joint_cam': ((joints, 3), f32),
+      'joint_valid': ((joints, 1), f32), 'joint_trunc': ((joints, 1), f32),
+      **{k: (s, f32) for k, s in SMPLX_PARAM_SHAPES.items()},
+      **{k: ((), f32) for k in SMPLX_FLAGS},
+      'smplx_gender': ((), i32),
+      'cam_focal': ((2,), f32), 'cam_princpt': ((2,), f32), 'cam_R': ((3, 3), f32),
+      'cam_t': ((3,), f32),
+      'smplx_pose_mask': ((joint_sets.NUM_ORIG_JOINTS,), f32),
+      'smplx_joint_mask': ((joints,), f32),
+      'is_3D': ((), f32), 'joints_from_smplx': ((), f32),
+      'ann_id': ((), i64), 'img_id': ((), i64),
+      'dataset_id': ((), i32), 'index': ((), i64), 'num_skipped': ((), i32),
+      'sample_valid': ((), f32),
+  }
+  for part in HAND_FACE_PARTS:
+    spec[f'{part}_bbox_center'] = ((2,), f32)
+    spec[f'{part}_bbox_size'] = ((2,), f32)
+    spec[f'{part}_bbox_valid'] = ((), f32)
+  return spec

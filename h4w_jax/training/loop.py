@@ -24,7 +24,7 @@ import numpy as np
 from h4w_jax.common import draw, sharding
 from h4w_jax.models import hand4whole as model_lib
 from h4w_jax.models import outputs, targets
-from h4w_jax.training import checkpoints, logs, optim, step as step_lib
+from h4w_jax.training import checkpoints, inputs, logs, optim, step as step_lib
 from h4w_jax.weights import stages
 
 log = logging.getLogger('h4w_jax.train')
@@ -149,6 +149,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
     tick = time.perf_counter()
     local = next(data_iter)
     data_seconds = time.perf_counter() - tick
+    inputs.check_batch(local, local_batch, config.data.crop_dtype)
     batch = sharding.global_batch(local, mesh)
     state, metrics = step_fn(state, batch, layer, target_layer)
     metrics = jax.device_get(metrics)
