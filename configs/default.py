@@ -28,7 +28,7 @@ def get_config():
       crop_dtype='uint8',        # 'float32' ships upstream's exact float crops (4x bytes)
       skip_bad_samples=False,    # True: replace a bad sample, count it, report it per epoch
       # 'folder': upstream's files under data_root; 'tfds': the TFDS datasets that
-      # `python -m h4w_datasets.tfds_build` wrote to tfds_data_dir (local or gs://).
+      # `python -m h4w_datasets.tfds_build` wrote to tfds_data_dir.
       source='folder',
       tfds_data_dir=''))
 

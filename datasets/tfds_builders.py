@@ -413,7 +413,7 @@ def allow_spill_without_tensorflow(min_open_files: int = 4096) -> bool:
   files opened with `tf.io.gfile`, i.e. ModuleNotFoundError('tensorflow')
   without TensorFlow. This gives that module a `tf` with the four calls it
   makes (io.gfile.GFile/exists/remove, errors.ResourceExhaustedError) on
-  etils.epath (local or cloud paths) and raises the open-file limit for the
+  etils.epath and raises the open-file limit for the
   1000 buckets. With TensorFlow installed it only raises the limit.
   tests/test_tfds.py forces a spill (a 64 KiB buffer) and checks the order.
   """

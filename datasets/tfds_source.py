@@ -1,6 +1,6 @@
 """A built TFDS dataset as a reader for the grain pipeline (`config.data.source = 'tfds'`).
 
-    reader = TfdsReader('MPII', 'train', data_dir='gs://bucket/tfds')   # or a local folder
+    reader = TfdsReader('MPII', 'train', data_dir='tfds')
     reader = registry.make_reader('AGORA', data_root, 'validation', source='tfds',
                                   tfds_data_dir=d, resolution=(720, 1280))
 
@@ -47,7 +47,7 @@ class TfdsReader:
     dataset: upstream's name ('Human36M', 'MSCOCO', 'MPII', 'MPI_INF_3DHP', 'PW3D',
       'AGORA', 'EHF').
     split: as the folder reader's.
-    data_dir: the TFDS data_dir the dataset was built into (local or cloud path).
+    data_dir: the TFDS data_dir the dataset was built into.
     **options: the folder reader's keyword options (AGORA resolution, gendered;
       MPII binarize_valid).
   """
