@@ -42,7 +42,14 @@ Reported:
      prefetch buffers) are not timed;
   3. device targets: ms per sample of the jitted train_batch at --batch on
      JAX's default device (host-to-device copy and compile not included), and,
-     when that device is the CPU, the per-core ratio with them added to ours.
+     when that device is the CPU, the per-core ratio with them added to ours;
+  4. TFDS vs folder, per worker (needs the [tfds] extra; `--tfds-only` runs
+     only this): the same mini datasets built with `h4w_datasets.tfds_build`
+     (build seconds, MiB on disk against the folder's), then in one process
+     with cv2 on one thread, median of 5 interleaved rounds, CPU time:
+     records/s of `reader[i]` (the folder reader also reads the image file's
+     bytes, so both deliver the record and the encoded image) and examples/s
+     of the pipeline's PositionSource (decode, crop, joints) from each path.
 On a shared machine these move by tens of percent: rerun on a quiet one.
 """
 
@@ -557,6 +564,79 @@ def time_targets(source, human_model_path, batch, repeats):
   return rows
 
 
+class _FolderWithBytes:
+  """The folder reader, also reading the image file: what a TFDS record carries."""
+
+  def __init__(self, reader):
+    self.reader = reader
+
+  def __len__(self):
+    return len(self.reader)
+
+  def __getitem__(self, i):
+    record = self.reader[i]
+    record['img_bytes'] = Path(record['img_path']).read_bytes()
+    return record
+
+
+def _median_rates(fns, count, rounds):
+  """{name: median over `rounds` of count / CPU-s}, the functions interleaved per round."""
+  rates = {name: [] for name in fns}
+  for _ in range(rounds):
+    for name, fn in fns.items():
+      cpu = time.process_time()
+      for i in range(count):
+        fn(i)
+      rates[name].append(count / max(time.process_time() - cpu, 1e-9))
+  return {name: statistics.median(r) for name, r in rates.items()}
+
+
+def _folder_mib(path: Path) -> float:
+  return sum(p.stat().st_size for p in path.rglob('*') if p.is_file()) / 2**20
+
+
+def compare_tfds(data_root: Path, work_dir: Path, config, samples: int, rounds: int = 5):
+  """Section 4: build the TFDS datasets, then records/s and examples/s of both paths."""
+  import importlib.util
+  if importlib.util.find_spec('tensorflow_datasets') is None:
+    print('\n4. TFDS vs folder: skipped, tensorflow-datasets is not installed '
+          '(pip install -e ".[tfds]")')
+    return
+  from h4w_datasets import pipeline, registry, tfds_build
+  tfds_dir = work_dir / 'tfds'
+  builds = {}
+  for name in TRAINSET_3D + TRAINSET_2D:
+    start = time.perf_counter()
+    builder = tfds_build.build(name, data_root, tfds_dir)
+    builds[name] = (time.perf_counter() - start, _folder_mib(data_root / name),
+                    _folder_mib(Path(builder.data_dir)))
+  groups = {source: registry.make_groups(data_root, TRAINSET_3D, TRAINSET_2D, source=source,
+                                         tfds_data_dir=tfds_dir)
+            for source in ('folder', 'tfds')}
+  threads = cv2.getNumThreads()
+  cv2.setNumThreads(1)
+  print(f'\n4. TFDS vs folder, per worker (one process, cv2 on 1 thread, CPU time, median '
+        f'of {rounds} interleaved rounds):')
+  print(f'{"dataset":>10} {"records":>8} {"folder MiB":>11} {"TFDS MiB":>9} {"build s":>8} '
+        f'{"folder rec/s":>13} {"TFDS rec/s":>11}')
+  for k, name in enumerate(TRAINSET_3D + TRAINSET_2D):
+    folder = _FolderWithBytes(sum(groups['folder'], [])[k])
+    stored = sum(groups['tfds'], [])[k]
+    order = np.random.default_rng(k).permutation(len(folder))
+    rates = _median_rates({'folder': lambda i: folder[int(order[i])],
+                           'tfds': lambda i: stored[int(order[i])]}, len(folder), rounds)
+    build_s, folder_mib, tfds_mib = builds[name]
+    print(f'{name:>10} {len(folder):8d} {folder_mib:11.2f} {tfds_mib:9.2f} {build_s:8.2f} '
+          f'{rates["folder"]:13.0f} {rates["tfds"]:11.0f}')
+  sources = {s: pipeline.build(g, config)[1] for s, g in groups.items()}
+  count = min(samples, len(sources['folder']))
+  rates = _median_rates({s: src.__getitem__ for s, src in sources.items()}, count, rounds)
+  print(f'examples/CPU-s of the training mixture ({count} samples): folder '
+        f'{rates["folder"]:.1f}, TFDS {rates["tfds"]:.1f}, TFDS / folder '
+        f'{rates["tfds"] / rates["folder"]:.2f}')
+  cv2.setNumThreads(threads)
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--num', type=int, default=8, help='images per synthetic dataset')
@@ -575,6 +655,8 @@ def main(argv=None):
   parser.add_argument('--torch-python', default=sys.executable,
                       help='interpreter for the upstream side (torch + smplx, or torch + '
                            'torchvision + pycocotools with --upstream)')
+  parser.add_argument('--tfds-only', action='store_true',
+                      help='only section 4 (TFDS vs folder per worker): no upstream side')
   parser.add_argument('--_upstream-side', dest='upstream_side', type=Path, default=None,
                       help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
@@ -612,6 +694,10 @@ def main(argv=None):
   epochs = math.ceil(total / (source.steps_per_epoch * args.batch))
   config = pipeline.PipelineConfig(seed=0, local_batch=args.batch, num_epochs=epochs)
   _, source = pipeline.build(groups, config)
+  if args.tfds_only:
+    compare_tfds(data_root, work_dir, config, args.samples)
+    tmp.cleanup()
+    return
   work = make_work(readers, source, args, total, hmf)
   (work_dir / 'work.json').write_text(json.dumps(work))
   shapes = sorted({tuple(e['img_shape']) for d in work['datasets'] for e in d['datalist']})
@@ -672,6 +758,7 @@ def main(argv=None):
     combined = 1e3 / (1e3 / per_core['ours'] + cpu_ms)
     print(f'   ours + targets on this CPU: {combined:.1f} samples/CPU-s, '
           f'{combined / per_core["upstream"]:.2f}x upstream per core')
+  compare_tfds(data_root, work_dir, config, args.samples)
   tmp.cleanup()
 
 

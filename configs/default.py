@@ -27,7 +27,11 @@ def get_config():
       read_threads=4,
       crop_dtype='uint8',        # 'float32' ships upstream's exact float crops (4x bytes)
       skip_bad_samples=False,    # True: replace a bad sample, count it, report it per epoch
-      prefetch_batches=2))       # global batches assembled on the devices ahead of the step
+      prefetch_batches=2,        # global batches assembled on the devices ahead of the step
+      # 'folder': upstream's files under data_root; 'tfds': the TFDS datasets that
+      # `python -m h4w_datasets.tfds_build` wrote to tfds_data_dir.
+      source='folder',
+      tfds_data_dir=''))
 
   # Model.
   c.model = ml_collections.ConfigDict(dict(body_depth=50, hand_depth=50, face_depth=18,

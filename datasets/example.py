@@ -3,14 +3,15 @@
 Data flows one way (STYLE.md): annotation files -> records (readers, one per
 dataset) -> examples (per-sample transforms in grain workers, numpy/cv2) ->
 batches on the mesh -> SMPL-X targets on the device (`h4w_jax.models.targets`) -> the
-step. Every field has a fixed shape so that records can be stored in
-ArrayRecord shards and examples batched without padding.
+step. Every field has a fixed shape so that records can be stored as TFDS
+ArrayRecord datasets (`tfds_builders`) and examples batched without padding.
 
 Record (what `reader[i]` returns; upstream's `datalist` entry, made explicit):
 
   img_path      str          absolute path of the original image; a record read
-                             back from ArrayRecord carries `img_bytes` (the
-                             encoded file) instead
+                             from a TFDS dataset (`tfds_source`) carries
+                             `img_bytes` (the encoded file) and `source_path`
+                             (relative to data_root) instead
   img_shape     (2,) int32   original image (H, W)
   bbox          (4,) f32     body box, xywh in original pixels, already through
                              `process_bbox` (aspect 0.75, x1.25)
@@ -63,6 +64,8 @@ Example (what a worker emits per sample; batched with a leading B):
 
 import numpy as np
 
+from h4w_jax.common import joint_sets, spaces
+
 GENDERS = ('neutral', 'male', 'female')
 
 SMPLX_PARAM_SHAPES = {
@@ -94,25 +97,6 @@ def record_spec(num_joints: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
   return spec
 
 
-def example_spec(num_joints: int = 137) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-  """Shapes and dtypes of an example's fields that a worker adds or rewrites (the
-  record's other numeric fields pass through as in record_spec)."""
-  f32, i32, i64, u8 = (np.dtype(t) for t in (np.float32, np.int32, np.int64, np.uint8))
-  spec = {
-      'img': ((512, 384, 3), u8), 'color_scale': ((3,), f32),
-      'img2bb_trans': ((2, 3), f32), 'bb2img_trans': ((2, 3), f32), 'rot': ((), f32),
-      'do_flip': ((), f32), 'joint_img': ((num_joints, 3), f32),
-      'joint_cam': ((num_joints, 3), f32), 'joint_valid': ((num_joints, 1), f32),
-      'joint_trunc': ((num_joints, 1), f32), 'smplx_pose_mask': ((53,), f32),
-      'smplx_joint_mask': ((num_joints,), f32), 'is_3D': ((), f32),
-      'joints_from_smplx': ((), f32), 'dataset_id': ((), i32), 'index': ((), i64),
-      'num_skipped': ((), i32), 'sample_valid': ((), f32)}
-  for part in HAND_FACE_PARTS:
-    spec.update({f'{part}_bbox_center': ((2,), f32), f'{part}_bbox_size': ((2,), f32),
-                 f'{part}_bbox_valid': ((), f32)})
-  return spec
-
-
 def empty_record(num_joints: int) -> dict[str, np.ndarray]:
   """A record with every field zero except the identity rotation: readers fill it."""
   record = {k: np.zeros(shape, dtype) for k, (shape, dtype) in record_spec(num_joints).items()}
@@ -136,3 +120,33 @@ def check_record(record, num_joints: int, where: str) -> None:
     problems.append("neither 'img_path' nor 'img_bytes'")
   if problems:
     raise ValueError(f'{where}: malformed record: ' + '; '.join(problems))
+
+
+def example_spec(crop_dtype=np.uint8) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+  """Shapes (per sample) and dtypes of a training example: what the step's batch holds
+  with a leading B (`pipeline.train_keys()`, the fields above)."""
+  f32, i32, i64 = np.dtype(np.float32), np.dtype(np.int32), np.dtype(np.int64)
+  joints = joint_sets.NUM_JOINTS
+  spec = {
+      'img': ((*spaces.INPUT_IMG_SHAPE, 3), np.dtype(crop_dtype)), 'color_scale': ((3,), f32),
+      'img2bb_trans': ((2, 3), f32), 'bb2img_trans': ((2, 3), f32), 'rot': ((), f32),
+      'do_flip': ((), f32), 'img_shape': ((2,), i32), 'bbox': ((4,), f32),
+      'joint_img': ((joints, 3), f32), 'joint_cam': ((joints, 3), f32),
+      'joint_valid': ((joints, 1), f32), 'joint_trunc': ((joints, 1), f32),
+      **{k: (s, f32) for k, s in SMPLX_PARAM_SHAPES.items()},
+      **{k: ((), f32) for k in SMPLX_FLAGS},
+      'smplx_gender': ((), i32),
+      'cam_focal': ((2,), f32), 'cam_princpt': ((2,), f32), 'cam_R': ((3, 3), f32),
+      'cam_t': ((3,), f32),
+      'smplx_pose_mask': ((joint_sets.NUM_ORIG_JOINTS,), f32),
+      'smplx_joint_mask': ((joints,), f32),
+      'is_3D': ((), f32), 'joints_from_smplx': ((), f32),
+      'ann_id': ((), i64), 'img_id': ((), i64),
+      'dataset_id': ((), i32), 'index': ((), i64), 'num_skipped': ((), i32),
+      'sample_valid': ((), f32),
+  }
+  for part in HAND_FACE_PARTS:
+    spec[f'{part}_bbox_center'] = ((2,), f32)
+    spec[f'{part}_bbox_size'] = ((2,), f32)
+    spec[f'{part}_bbox_valid'] = ((), f32)
+  return spec

@@ -59,9 +59,8 @@ def train_keys() -> frozenset[str]:
 def train_batch_spec(batch: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
   """Shapes and dtypes of a training batch of `batch` examples as the step gets them
   (int64 ids arrive as int32: jax's default width)."""
-  fields = {**ex.record_spec(137), **ex.example_spec(137)}
   return {k: ((batch,) + shape, np.dtype(np.int32) if dtype == np.int64 else dtype)
-          for k, (shape, dtype) in fields.items() if k in train_keys()}
+          for k, (shape, dtype) in ex.example_spec().items() if k in train_keys()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,7 +189,7 @@ class PositionSource:
       where = f'{reader.info.name}[{index}]'
       try:
         record = reader[index]
-        where = f"{where} ({record.get('img_path', 'ArrayRecord')})"
+        where = f"{where} ({record.get('img_path') or record.get('source_path')})"
         example = tf.make_example(record, reader.info, aug, crop_dtype=self.crop_dtype,
                                   where=where)
         break

@@ -12,18 +12,28 @@ from h4w_datasets.synthetic import DATASET_MODULES
 NAMES = tuple(DATASET_MODULES)
 
 
-def make_reader(name: str, data_root: os.PathLike, split: str, **options):
+SOURCES = ('folder', 'tfds')
+
+
+def make_reader(name: str, data_root: os.PathLike, split: str, *, source: str = 'folder',
+                tfds_data_dir: os.PathLike | str | None = None, **options):
   """upstream: `eval(name)(transform, split)` with data under `data_root/<name>/`.
 
-  A name ending in `.json` is an ArrayRecord manifest written by
-  `h4w_datasets.array_record` and read through the same pipeline.
+  source: 'folder' reads upstream's files under data_root; 'tfds' reads the
+    dataset built by `python -m h4w_datasets.tfds_build` from `tfds_data_dir`
+    (same records, same examples; `h4w_datasets.tfds_source`).
+  options: the reader's keyword options (e.g. AGORA resolution, gendered).
   """
-  if str(name).endswith('.json'):
-    from h4w_datasets import array_record
-    return array_record.ArrayRecordReader(Path(data_root) / name)
   if name not in DATASET_MODULES:
-    raise ValueError(f'unknown dataset {name!r}; known: {", ".join(NAMES)} '
-                     '(or an ArrayRecord manifest .json)')
+    raise ValueError(f'unknown dataset {name!r}; known: {", ".join(NAMES)}')
+  if source == 'tfds':
+    if not tfds_data_dir:
+      raise ValueError(f"dataset {name}: source 'tfds' needs tfds_data_dir "
+                       '(config.data.tfds_data_dir)')
+    from h4w_datasets import tfds_source
+    return tfds_source.TfdsReader(name, split, tfds_data_dir, **options)
+  if source != 'folder':
+    raise ValueError(f'data source must be one of {SOURCES}, got {source!r}')
   if not (Path(data_root) / name).is_dir():
     raise FileNotFoundError(
         f'dataset {name}: {Path(data_root) / name} does not exist. Put upstream\'s data/{name} '
@@ -34,8 +44,10 @@ def make_reader(name: str, data_root: os.PathLike, split: str, **options):
 
 
 def make_groups(data_root: os.PathLike, trainset_3d: Sequence[str], trainset_2d: Sequence[str],
-                options: Mapping[str, Mapping] | None = None, split: str = 'train'):
+                options: Mapping[str, Mapping] | None = None, split: str = 'train', *,
+                source: str = 'folder', tfds_data_dir: os.PathLike | str | None = None):
   """upstream Trainer: [3D group, 2D group] of readers (empty groups dropped later)."""
   options = options or {}
-  make = lambda name: make_reader(name, data_root, split, **dict(options.get(name, {})))
+  make = lambda name: make_reader(name, data_root, split, source=source,
+                                  tfds_data_dir=tfds_data_dir, **dict(options.get(name, {})))
   return [[make(n) for n in trainset_3d], [make(n) for n in trainset_2d]]

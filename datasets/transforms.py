@@ -150,7 +150,7 @@ def make_example(record: Mapping, info: dbm.DatasetInfo, aug: AugParams = TEST_A
     out[f'{part}_bbox_center'] = center
     out[f'{part}_bbox_size'] = size
     out[f'{part}_bbox_valid'] = valid
-  consumed = {'img_path', 'img_bytes', 'joint_img', 'joint_cam', 'joint_valid'}
+  consumed = {'img_path', 'img_bytes', 'source_path', 'joint_img', 'joint_cam', 'joint_valid'}
   consumed |= {f'{part}_bbox{suffix}' for part in ex.HAND_FACE_PARTS for suffix in ('', '_valid')}
   for key, value in record.items():
     if key not in consumed:

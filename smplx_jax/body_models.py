@@ -10,7 +10,9 @@ argument of a jitted function.
 Inputs are flat vectors with any leading batch shape, broadcast together
 (`betas` (10,) with `body_pose` (B, 63) gives B meshes; unbatched inputs give
 unbatched outputs, which is what `vmap` sees). A pose may also be given as
-(..., N, 3). Omitted inputs are zeros. The returned `ModelOutput` has the
+(..., N, 3). Omitted inputs are zeros. A non-float array or a wrong last axis
+is a chex AssertionError naming the model and the argument; batch shapes that
+do not broadcast are a ValueError. The returned `ModelOutput` has the
 leading batch shape of the inputs; with no input at all it is a batch of 1,
 as in smplx.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Optional
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -87,14 +90,17 @@ class _Inputs:
       value = kwargs.get(name)
       if value is None:
         continue
+      if hasattr(value, 'dtype'):   # an array (lists and Python numbers are cast)
+        chex.assert_type(value, float, exception_type=ValueError,
+                         custom_message=f'{model_name} input {name} must be floating point, '
+                                        f'got {value.dtype}')
       value = jnp.asarray(value, dtype=dtype)
       rows_ok = width > 3 and width % 3 == 0  # a pose as (..., joints, 3)
       if rows_ok and value.ndim >= 2 and value.shape[-2:] == (width // 3, 3):
         value = value.reshape(value.shape[:-2] + (width,))
-      if value.ndim == 0 or value.shape[-1] != width:
-        rows = f' or (..., {width // 3}, 3)' if rows_ok else ''
-        raise ValueError(f'{model_name}: {name} has shape {value.shape}; '
-                         f'expected (..., {width}){rows}')
+      rows = f' or (..., {width // 3}, 3)' if rows_ok else ''
+      chex.assert_axis_dimension(value, -1, width, exception_type=ValueError, custom_message=(
+          f'{model_name} input {name} has shape {value.shape}; expected (..., {width}){rows}'))
       self.values[name] = value
       batch_shapes.append(value.shape[:-1])
     try:

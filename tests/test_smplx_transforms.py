@@ -65,7 +65,7 @@ def test_pose_as_joint_rows(model):
 
 
 def test_bad_inputs_name_the_argument(model):
-  with pytest.raises(ValueError, match='body_pose'):
+  with pytest.raises(ValueError, match='body_pose'):   # chex, as every shape check
     model(body_pose=np.zeros((2, 60), np.float32))
   with pytest.raises(ValueError, match='broadcast'):
     model(betas=np.zeros((2, 10)), body_pose=np.zeros((3, 63)))

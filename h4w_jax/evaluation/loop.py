@@ -285,10 +285,12 @@ def _agora_files(reader, split: str, index: np.ndarray, agora: dict, out_dir: Pa
   test_set = 'test' if split == 'test' else 'val'
   for i in index:
     record = reader[int(i)]
-    if 'img_path' not in record:
-      raise EvalError(f'AGORA[{int(i)}]: the record has no img_path (result files are named '
-                      'after the original images; read AGORA from its folder, not ArrayRecord)')
-    names.append(agora_files.agora_save_name(record['img_path'], reader.resolution, test_set))
+    # Result files are named after the original images: the folder path's img_path or the
+    # TFDS path's source_path.
+    path = record.get('img_path') or record.get('source_path')
+    if not path:
+      raise EvalError(f'AGORA[{int(i)}]: the record has neither img_path nor source_path')
+    names.append(agora_files.agora_save_name(path, reader.resolution, test_set))
     person_ids.append(int(record['person_id']))
   if split != 'test':   # upstream's val ids: 0, 1, ... per image in a fresh folder
     person_ids = agora_files.agora_person_ids(names)
@@ -324,7 +326,8 @@ def run(config, checkpoint, out_dir='results') -> dict[str, Any]:
   options = dict(config.dataset_options.to_dict().get(dataset, {}))
   gendered = bool(options.get('gendered', False))
   try:
-    reader = registry.make_reader(dataset, config.data_root, ev.split, **options)
+    reader = registry.make_reader(dataset, config.data_root, ev.split, source=config.data.source,
+                                  tfds_data_dir=config.data.tfds_data_dir, **options)
   except (FileNotFoundError, ValueError) as e:
     raise EvalError(str(e)) from e
   has_gt = not (dataset == 'AGORA' and ev.split == 'test')

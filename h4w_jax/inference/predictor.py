@@ -16,6 +16,7 @@ import functools
 import os
 from typing import Any
 
+import chex
 import jax
 import numpy as np
 
@@ -52,9 +53,13 @@ class Predictor:
                epoch=meta.get('epoch'), config=model_config or files.model_config_of(variables))
 
   def __call__(self, images) -> dict[str, np.ndarray]:
-    images = np.asarray(images, np.float32)
-    expected = spaces.INPUT_IMG_SHAPE + (3,)
-    if images.ndim != 4 or images.shape[1:] != expected:
-      raise ValueError(f'images must be (B, {expected[0]}, {expected[1]}, 3) RGB crops in '
-                       f'[0, 1], channels last; got {images.shape}')
+    """images: (B, 512, 384, 3) float RGB crops in [0, 1], channels last."""
+    images = np.asarray(images)
+    height, width = spaces.INPUT_IMG_SHAPE
+    chex.assert_shape(images, (None, height, width, 3), exception_type=ValueError,
+                      custom_message=f'Predictor images must be (B, {height}, {width}, 3) RGB '
+                                     'crops, channels last')
+    chex.assert_type(images, float, exception_type=ValueError, custom_message=(
+        'Predictor images must be float RGB in [0, 1] (uint8 crops: divide by 255)'))
+    images = images.astype(np.float32)
     return jax.tree.map(np.asarray, _predict(self.config, self.variables, self.layer, images))

@@ -14,7 +14,7 @@ import json
 import queue
 import threading
 import time
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 from h4w_jax.common import sharding
 
@@ -31,13 +31,16 @@ class _End(NamedTuple):
 
 
 class Prefetcher:
-  """Iterates (Fed, ...) over `iterator`'s batches, `depth` of them assembled ahead."""
+  """Iterates (Fed, ...) over `iterator`'s batches, `depth` of them assembled ahead.
+  `check(local_batch)` runs on each host batch first (raising names the bad field)."""
 
-  def __init__(self, iterator: Iterator[dict], mesh, depth: int = 2):
+  def __init__(self, iterator: Iterator[dict], mesh, depth: int = 2,
+               check: Callable[[dict], None] | None = None):
     if depth < 1:
       raise ValueError(f'prefetch depth must be >= 1, got {depth}')
     self._iterator = iterator
     self._mesh = mesh
+    self._check = check
     self._queue: queue.Queue = queue.Queue(maxsize=depth)
     self._stop = threading.Event()
     self._thread = threading.Thread(target=self._fill, name='h4w-prefetch', daemon=True)
@@ -56,6 +59,8 @@ class Prefetcher:
     try:
       while not self._stop.is_set():
         local = next(self._iterator)
+        if self._check is not None:
+          self._check(local)
         state = self._iterator.get_state()
         batch = sharding.global_batch(local, self._mesh)
         if not self._put((batch, local, state)):

@@ -24,7 +24,7 @@ import numpy as np
 from h4w_jax.common import draw, sharding
 from h4w_jax.models import hand4whole as model_lib
 from h4w_jax.models import outputs, targets
-from h4w_jax.training import checkpoints, feeding, guard, logs, optim, step as step_lib
+from h4w_jax.training import checkpoints, feeding, guard, inputs, logs, optim, step as step_lib
 from h4w_jax.weights import stages
 
 log = logging.getLogger('h4w_jax.train')
@@ -109,7 +109,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
                      f'{jax.process_count()} processes')
   local_batch = config.batch_size // jax.process_count()
   groups = registry.make_groups(config.data_root, config.trainset_3d, config.trainset_2d,
-                                config.dataset_options.to_dict())
+                                config.dataset_options.to_dict(), source=config.data.source,
+                                tfds_data_dir=config.data.tfds_data_dir)
   num_epochs = config.end_epoch - config.start_epoch
   data_cfg = pipeline.PipelineConfig(
       seed=config.seed, local_batch=local_batch, num_epochs=num_epochs,
@@ -167,7 +168,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
                                        config.guard.divergence_logs)
   watchdog = guard.Watchdog(0, '')
   first_step = int(state.step)
-  feed = feeding.Prefetcher(data_iter, mesh, depth=config.data.prefetch_batches)
+  feed = feeding.Prefetcher(data_iter, mesh, depth=config.data.prefetch_batches,
+                            check=functools.partial(inputs.check_batch, batch_size=local_batch,
+                                                    crop_dtype=config.data.crop_dtype))
   last_metrics: dict[str, Any] = {}
   skipped_in_epoch = 0.0
   timer_start, timer_step = time.perf_counter(), first_step
