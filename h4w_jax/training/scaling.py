@@ -54,6 +54,23 @@ def _dims(shape) -> tuple[int, ...]:
   return tuple(sorted(d for d in shape if d != 1))
 
 
+def saved_activation_bytes(model, abstract_state, batch: int) -> int:
+  """Bytes the backward pass keeps from the network's forward for `batch` samples (the
+  residuals of its vjp in train mode; what config.model.remat trades for recompute)."""
+  import jax
+  import jax.numpy as jnp
+
+  def residuals(params, stats, images):
+    def forward(p):
+      out, _ = model.apply({'params': p, 'batch_stats': stats}, images, train=True,
+                           mutable=['batch_stats'])
+      return sum(jnp.sum(x) for x in jax.tree.leaves(out))
+    return jax.vjp(forward, params)[1]
+  shapes = jax.eval_shape(residuals, abstract_state.params, abstract_state.batch_stats,
+                          jax.ShapeDtypeStruct((batch, 512, 384, 3), jnp.float32))
+  return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(shapes))
+
+
 def report(config, human_model_path, dump_dir: str) -> dict[str, Any]:
   """Lowers and compiles `config`'s step on the current devices; returns the figures."""
   import jax
@@ -113,6 +130,8 @@ def report(config, human_model_path, dump_dir: str) -> dict[str, Any]:
       'dot_precisions': hlo.dot_precisions(stablehlo),
       'flops_per_sample': float(cost.get('flops', 0.0)) * jax.device_count() / config.batch_size,
       'temp_bytes_per_sample': memory.temp_size_in_bytes * jax.device_count() / config.batch_size,
+      'saved_activation_bytes_per_sample': saved_activation_bytes(
+          parts.model, parts.abstract_state, 1),
       'argument_bytes': memory.argument_size_in_bytes,
       'compile_seconds': compile_seconds,
   }
