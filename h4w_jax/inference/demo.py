@@ -110,14 +110,16 @@ def check_box(box, where: str) -> np.ndarray:
   return arr
 
 
-def people_in(image: np.ndarray, detections: np.ndarray) -> list[Person]:
+def people_in(image: np.ndarray, detections: np.ndarray, where: str) -> list[Person]:
   """upstream demo: process_bbox, then the 512x384 crop (scale 1, no rotation, no flip), per
-  detection; boxes with no area inside the picture are left out."""
+  detection; boxes with no area inside the picture are left out, with a message."""
   height, width = image.shape[:2]
   people = []
   for det in detections:
     bbox = preprocessing.process_bbox(det[:4], width, height)
     if bbox is None:
+      print(f'{where}: the box {np.round(det[:4], 1).tolist()} has no area inside the '
+            f'{width}x{height} picture: left out', flush=True)
       continue
     crop, _, _ = preprocessing.crop(image, bbox, 1.0, 0.0, False)
     people.append(Person(np.asarray(det, np.float64), bbox, crop))
@@ -293,7 +295,7 @@ def run_pictures(args, predictor, source: BoxSource, files: list[Path], names: l
         skipped.append(path.name)
         progress.update()
         continue
-      item = Item(name, index, image, people_in(image, dets))
+      item = Item(name, index, image, people_in(image, dets, str(path)))
       for i, p in enumerate(item.people):
         p.id = i
       yield item
@@ -323,8 +325,9 @@ def run_pictures(args, predictor, source: BoxSource, files: list[Path], names: l
           + '; '.join(errors[:3]), file=sys.stderr)
     return 1
   if found == 0:
-    print(f'{parser_prog()}: no person found in any picture ({source_summary(args)}); give '
-          'boxes with --bbox or --boxes, or lower --min-score / --min-box-size', file=sys.stderr)
+    print(f'{parser_prog()}: no person found in any picture ({", ".join(no_person[:3])}'
+          f'{", ..." if len(no_person) > 3 else ""}; {source_summary(args)}); give boxes with '
+          '--bbox or --boxes, or lower --min-score / --min-box-size', file=sys.stderr)
     return EXIT_NO_PERSON
   return 0
 
@@ -352,7 +355,7 @@ def run_video(args, predictor, source: BoxSource, reader: media.VideoReader) -> 
     for index, image in enumerate(reader):
       dets = source(image, f'frame_{index:06d}', index)
       yield Item(f'frame_{index:06d}', index, image,
-                 [] if dets is None else people_in(image, dets))
+                 [] if dets is None else people_in(image, dets, f'{args.video} frame {index}'))
 
   try:
     for item, out in predict(predictor, items(), args.batch_size):
