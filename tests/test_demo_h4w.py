@@ -490,3 +490,23 @@ def test_bad_input_names_the_file(case, checkpoint, scenes, clean_human_model_fi
   assert status == (demo.EXIT_NO_PERSON if case == 'outside' else 1)
   error = capsys.readouterr().err
   assert named in error and ('error:' in error or 'no person' in error), error
+
+
+def test_batches_are_padded_to_a_few_shapes_and_cut_back():
+  """The network sees only bucket sizes (1, 2, 4, 8 for max_batch 8; 1, 2, 4, 6 for 6), each
+  example's result comes back in its place, and padding is never returned."""
+  from h4w_jax.inference import predictor as predictor_lib
+  assert predictor_lib.buckets(8) == (1, 2, 4, 8) and predictor_lib.buckets(6) == (1, 2, 4, 6)
+  assert [predictor_lib.bucket(n, 6) for n in range(1, 7)] == [1, 2, 4, 4, 6, 6]
+  seen = []
+
+  def double(x):
+    seen.append(len(x['a']))
+    return {'b': x['a'] * 2}
+
+  p = predictor_lib.Predictor(variables=None, layer=None, max_batch=8)
+  for n, shapes in ((1, [1]), (3, [4]), (8, [8]), (13, [8, 8]), (17, [8, 8, 1])):
+    seen.clear()
+    x = np.arange(n * 2, dtype=np.float32).reshape(n, 2) + 1
+    out = p._chunked(double, {'a': x})
+    assert seen == shapes and np.array_equal(out['b'], x * 2)
