@@ -158,7 +158,7 @@ def our_side(hmf, repeats: int) -> dict:
     compile_s = time.perf_counter() - start
     out = predictor(crops)
     item = demo.Item('bench', 0, image, persons)
-    demo.attach(item, out, predictor)
+    demo.attach(item, out)
 
     def picture():
       detector(image)   # timed; the drawn boxes are used (the same people)
@@ -166,7 +166,7 @@ def our_side(hmf, repeats: int) -> dict:
       for i, p in enumerate(item.people):
         p.id = i
       demo.attach(item, predictor(np.stack([p.crop for p in item.people]).astype(np.float32)
-                                  / 255), predictor)
+                                  / 255))
       demo.draw_people(image, item.people, faces, 0.8, 2560)
 
     frames = 8
@@ -180,7 +180,7 @@ def our_side(hmf, repeats: int) -> dict:
           yield demo.Item(f'f{i}', i, image, demo.people_in(image, dets, 'bench'))
 
       for it, o in demo.predict(predictor, items(), 8):
-        demo.attach(it, o, predictor)
+        demo.attach(it, o)
         ids = tracker.update(it.index, np.stack([p.detection for p in it.people]))
         for p, i in zip(it.people, ids):
           p.id = int(i)

@@ -69,6 +69,7 @@ from h4w_jax.inference import detect
 from h4w_jax.inference import export
 from h4w_jax.inference import media
 from h4w_jax.inference.media import InputError
+from h4w_jax.inference.predictor import params_of
 
 VIDEO_FOURCC = 'mp4v'
 EXIT_NO_PERSON = 2
@@ -178,9 +179,8 @@ def predict(predictor, items: Iterator[Item], batch_size: int) -> Iterator[tuple
     yield from flush()
 
 
-def attach(item: Item, out: dict, predictor) -> None:
+def attach(item: Item, out: dict) -> None:
   """Each person's parameters and mesh from the network outputs (camera from the box)."""
-  from h4w_jax.inference.predictor import params_of
   params = params_of(out) if item.people else {}
   for i, person in enumerate(item.people):
     p = {k: v[i] for k, v in params.items()}
@@ -301,7 +301,7 @@ def run_pictures(args, predictor, source: BoxSource, files: list[Path], names: l
       yield item
 
   for item, out in predict(predictor, items(), args.batch_size):
-    attach(item, out, predictor)
+    attach(item, out)
     path = files[item.index]
     records += detect.detection_records(path.name, [p.detection for p in item.people])
     if not item.people:
@@ -359,7 +359,7 @@ def run_video(args, predictor, source: BoxSource, reader: media.VideoReader) -> 
 
   try:
     for item, out in predict(predictor, items(), args.batch_size):
-      attach(item, out, predictor)
+      attach(item, out)
       image_shape = item.image.shape
       ids = tracker.update(item.index, np.stack([p.detection for p in item.people])
                            if item.people else np.zeros((0, 5)))
