@@ -256,7 +256,7 @@ class Progress:
     self.total, self.unit, self.done, self.every = total, unit, 0, every
     self.start = self.last = time.perf_counter()
 
-  def update(self, n: int = 1, people: int = 0) -> None:
+  def update(self, n: int = 1) -> None:
     self.done += n
     now = time.perf_counter()
     if now - self.last < self.every and self.done != self.total:

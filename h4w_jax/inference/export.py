@@ -44,9 +44,9 @@ from scipy.spatial.transform import Rotation, Slerp
 
 from h4w_jax.common import draw
 from h4w_jax.common import spaces
+from h4w_jax.inference import predictor
 
-PARAM_KEYS = ('root_pose', 'body_pose', 'lhand_pose', 'rhand_pose', 'jaw_pose', 'shape', 'expr',
-              'cam_trans')
+PARAM_KEYS = tuple(predictor.PARAM_KEYS)   # upstream's demo's names, and cam_trans
 # Camera frame (x right, y down, z forward) -> AMASS world (z up, camera looking along +y).
 WORLD_FROM_CAMERA = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
 
