@@ -27,7 +27,8 @@ Upstream (a child process of --torch-python with torch + torchvision, its demo/d
   out, which favours it. It has no video path.
 
 Times are medians of --repeats runs. On a shared machine they move by tens of percent; both
-sides run in turn on the same cores, with their libraries' default thread counts.
+sides run in turn on the same cores, with their libraries' default thread counts or --threads
+each (fairer where other work competes for the cores: spinning thread pools suffer most).
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ def pictures():
 def torch_side(work_dir: Path) -> None:
   work = json.loads((work_dir / 'work.json').read_text())
   import torch
+  if os.environ.get('OMP_NUM_THREADS'):
+    torch.set_num_threads(int(os.environ['OMP_NUM_THREADS']))
   torch.Tensor.cuda = lambda self, *a, **k: self
   torch.nn.Module.cuda = lambda self, *a, **k: self
   root = Path(work['upstream'])
@@ -216,9 +219,18 @@ def main(argv=None):
   parser.add_argument('--human-model-path', type=Path, default=None,
                       help='human_model_files (default: synthetic chumpy-free files)')
   parser.add_argument('--repeats', type=int, default=3)
+  parser.add_argument('--threads', type=int, default=0,
+                      help='threads per side (torch.set_num_threads, XLA intra-op, BLAS); '
+                           '0: the libraries\' defaults')
   parser.add_argument('--_torch-side', dest='torch_side', type=Path, default=None,
                       help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
+  if args.threads:
+    n = str(args.threads)
+    os.environ.update(OMP_NUM_THREADS=n, OPENBLAS_NUM_THREADS=n, MKL_NUM_THREADS=n)
+    os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + ' --xla_cpu_multi_thread_eigen='
+                               f'{"true" if args.threads > 1 else "false"} '
+                               f'intra_op_parallelism_threads={n}').strip()
   if args.torch_side is not None:
     return torch_side(args.torch_side)
 
