@@ -15,14 +15,19 @@ from smplx_jax import render
 
 CROP_FOCAL = tuple(f * spaces.INPUT_IMG_SHAPE[1] / spaces.INPUT_BODY_SHAPE[1] for f in spaces.FOCAL)
 CROP_PRINCPT = (spaces.INPUT_IMG_SHAPE[1] / 2, spaces.INPUT_IMG_SHAPE[0] / 2)
+# Mesh colours, one per person id (cycled): light blue (the renderer's default), then others
+# far apart in hue, so that people and tracks are told apart in overlays.
+PALETTE = ((0.65, 0.74, 0.86), (0.93, 0.62, 0.45), (0.55, 0.83, 0.55), (0.86, 0.60, 0.85),
+           (0.92, 0.86, 0.45), (0.50, 0.85, 0.85), (0.95, 0.55, 0.60), (0.75, 0.70, 0.55))
 
 
 def overlay(image_uint8: np.ndarray, vertices_cam: np.ndarray, faces: np.ndarray,
-            focal=CROP_FOCAL, princpt=CROP_PRINCPT, alpha: float = 0.8) -> np.ndarray:
-  """The mesh (camera frame, metres) drawn over an RGB uint8 image."""
+            focal=CROP_FOCAL, princpt=CROP_PRINCPT, alpha: float = 0.8,
+            color=PALETTE[0]) -> np.ndarray:
+  """The mesh (camera frame, metres) drawn over an RGB uint8 image, in `color` (RGB in [0, 1])."""
   rgb, _ = render.render_mesh(np.asarray(vertices_cam, np.float64), np.asarray(faces),
                               np.asarray(focal), np.asarray(princpt), image=image_uint8,
-                              alpha=alpha)
+                              alpha=alpha, color=color)
   return np.asarray(rgb, np.uint8)
 
 
