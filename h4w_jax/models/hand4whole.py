@@ -46,7 +46,7 @@ class ModelConfig:
     resnet.BatchNorm): None syncs statistics over the global batch; the
     per-device batch reproduces upstream's per-GPU statistics.
   dtype: what the convolutions and matmuls of the backbones and heads compute
-    in ('bfloat16' for mixed precision). Parameters, BatchNorm statistics, the
+    in ('bfloat16' for mixed precision; None: the inputs' and parameters' type). Parameters, BatchNorm statistics, the
     crops, the geometric heads (soft-argmax, box restoration, 6D rotations,
     camera) and every output stay float32.
   remat: 'blocks' recomputes the ResNet blocks' activations in the backward
@@ -59,14 +59,17 @@ class ModelConfig:
   torch_cross_quirk: bool = False
   fix_lhand_flip: bool = False
   bn_group_size: Optional[int] = None
-  dtype: str = 'float32'
+  dtype: Optional[str] = None
   remat: str = 'none'
 
 
-f32 = jnp.float32
+def wide(x):
+  """At least float32: bf16 results go back to f32 (the geometric heads' precision); float64
+  (jax_enable_x64) stays float64."""
+  return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
-def dense(features: int, name: str, dtype=f32):
+def dense(features: int, name: str, dtype=None):
   """nn.Dense with input and output pinned to the batch axes (common.sharding): with an
   fsdp-sharded kernel XLA would otherwise split the features and gather activations."""
   layer = nn.Dense(features, name=name, dtype=dtype)
@@ -74,7 +77,7 @@ def dense(features: int, name: str, dtype=f32):
 
 
 def conv_bn_relu(x, features: int, name: str, train: bool, bn_group_size=None, bn_views=1,
-                 dtype=f32):
+                 dtype=None):
   """make_conv_layers([c, features], kernel=1): Conv(bias) -> BN -> ReLU."""
   x = constrain_batch(conv(features, 1, use_bias=True, name=f'{name}_0', dtype=dtype)(x))
   return nn.relu(BatchNorm(use_running_average=not train, group_size=bn_group_size,
@@ -86,13 +89,13 @@ class PositionNet(nn.Module):
   soft-argmax coordinates (N, J, 3) as (x, y, z) voxel indices)."""
   joint_num: int
   hm_shape: tuple[int, int, int]
-  dtype: Any = f32
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, feat):
     depth, height, width = self.hm_shape
     hm = conv(self.joint_num * depth, 1, use_bias=True, name='conv_0', dtype=self.dtype)(feat)
-    hm = hm.astype(f32)   # the softmax and soft-argmax in float32
+    hm = wide(hm)   # the softmax and soft-argmax in float32
     # torch channel c = j * D + d; NHWC -> (N, J, D, H, W).
     hm = hm.reshape(hm.shape[0], height, width, self.joint_num, depth).transpose(0, 3, 4, 1, 2)
     prob = geo.softmax_volume(hm)
@@ -108,7 +111,7 @@ def sample_with_coords(feat, coords):
 class BodyRotationNet(nn.Module):
   """upstream: module.py RotationNet('body'): 6D root and body poses, shape, camera."""
   bn_group_size: Optional[int] = None
-  dtype: Any = f32
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, img_feat, joint_coord, lhand_feat, lhand_coord, rhand_feat, rhand_coord,
@@ -126,13 +129,13 @@ class BodyRotationNet(nn.Module):
     feat = feat.reshape(feat.shape[0], -1)  # index joint * 515 + channel, as upstream
     root_pose = fc(6, 'root_pose_out_0')(feat)
     body_pose = fc(js.NUM_BODY_POSE_JOINTS * 6, 'body_pose_out_0')(feat)
-    return tuple(x.astype(f32) for x in (root_pose, body_pose, shape, cam_param))
+    return tuple(wide(x) for x in (root_pose, body_pose, shape, cam_param))
 
 
 class HandRotationNet(nn.Module):
   """upstream: module.py RotationNet('hand'): 6D poses of the 15 hand joints."""
   bn_group_size: Optional[int] = None
-  dtype: Any = f32
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, feat, coords, train: bool):
@@ -142,26 +145,26 @@ class HandRotationNet(nn.Module):
                      dtype=self.dtype), coords)
     pose6 = dense(js.NUM_HAND_POSE_JOINTS * 6, 'hand_pose_out_0', self.dtype)(
         joints.reshape(joints.shape[0], -1))
-    return pose6.astype(f32)
+    return wide(pose6)
 
 
 class FaceRegressor(nn.Module):
   """upstream: module.py FaceRegressor: expression and 6D jaw pose from pooled features."""
-  dtype: Any = f32
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, feat):
     pooled = feat.mean(axis=(1, 2))
     expr = dense(js.EXPR_CODE_DIM, 'expr_out_0', self.dtype)(pooled)
     jaw6 = dense(6, 'jaw_pose_out_0', self.dtype)(pooled)
-    return expr.astype(f32), jaw6.astype(f32)
+    return wide(expr), wide(jaw6)
 
 
 class BoxNet(nn.Module):
   """upstream: module.py BoxNet. Centres and sizes (B, 2) of the left hand, right
   hand and face boxes, in body-heatmap units."""
   bn_group_size: Optional[int] = None
-  dtype: Any = f32
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, img_feat, joint_hm, train: bool):
@@ -169,7 +172,7 @@ class BoxNet(nn.Module):
     batch, joints = joint_hm.shape[:2]
     # (B, J, D, H, W) -> NHWC with channel j * D + d, after the image feature.
     hm = joint_hm.reshape(batch, joints * depth, height, width).transpose(0, 2, 3, 1)
-    x = constrain_batch(jnp.concatenate([img_feat, hm.astype(self.dtype)], axis=-1))
+    x = constrain_batch(jnp.concatenate([img_feat, hm.astype(img_feat.dtype)], axis=-1))
     for i in range(3):  # make_deconv_layers: ConvT(k4, s2, p1, no bias) -> BN -> ReLU
       x = constrain_batch(nn.ConvTranspose(
           256, (4, 4), strides=(2, 2), padding=((2, 2), (2, 2)), transpose_kernel=True,
@@ -178,13 +181,13 @@ class BoxNet(nn.Module):
                             name=f'deconv_{3 * i + 1}')(x))
       x = constrain_batch(x)
     center_hm = conv(3, 1, use_bias=True, name='bbox_center_0', dtype=self.dtype)(x)
-    center_hm = center_hm.astype(f32).transpose(0, 3, 1, 2)
+    center_hm = wide(center_hm).transpose(0, 3, 1, 2)
     centers = geo.soft_argmax_2d(center_hm)  # (B, 3, 2): lhand, rhand, face; 64x48 units
     sizes = []
     for k, part in enumerate(('lhand', 'rhand', 'face')):
       feat = constrain_batch(geo.sample_joint_features(x, sg(centers[:, k:k + 1]))[:, 0])
       hidden = nn.relu(dense(256, f'{part}_size_0', self.dtype)(feat))
-      sizes.append(dense(2, f'{part}_size_2', self.dtype)(hidden).astype(f32))
+      sizes.append(wide(dense(2, f'{part}_size_2', self.dtype)(hidden)))
     centers = centers / 8
     return centers[:, 0], sizes[0], centers[:, 1], sizes[1], centers[:, 2], sizes[2]
 
@@ -206,7 +209,7 @@ class HandRoI(nn.Module):
   depth: int
   max_sampling_grid: int
   bn_group_size: Optional[int] = None
-  dtype: Any = f32
+  dtype: Any = None
   remat: str = 'none'
 
   @nn.compact
@@ -224,7 +227,7 @@ class FaceRoI(nn.Module):
   depth: int
   max_sampling_grid: int
   bn_group_size: Optional[int] = None
-  dtype: Any = f32
+  dtype: Any = None
   remat: str = 'none'
 
   @nn.compact
@@ -274,7 +277,7 @@ class Hand4Whole(nn.Module):
     cfg = self.config
     rot6d = functools.partial(geo.rot6d_to_axis_angle, torch_cross_quirk=cfg.torch_cross_quirk)
     batch = img.shape[0]
-    dtype = jnp.dtype(cfg.dtype)
+    dtype = None if cfg.dtype is None else jnp.dtype(cfg.dtype)
     body_img = img[:, ::2, ::2]  # F.interpolate(nearest) to 256x192 picks the even pixels
     groups = cfg.bn_group_size
     img_feat = ResNetBackbone(cfg.body_depth, groups, dtype=dtype, remat=cfg.remat,

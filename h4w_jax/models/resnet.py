@@ -82,7 +82,7 @@ STAGES = {10: ('basic', (1, 1, 1, 1)), 18: ('basic', (2, 2, 2, 2)),
 
 
 def conv(features: int, kernel: int, stride: int = 1, padding: int = 0,
-         use_bias: bool = False, name: str | None = None, dtype=jnp.float32) -> nn.Conv:
+         use_bias: bool = False, name: str | None = None, dtype=None) -> nn.Conv:
   """A torch-style Conv2d: symmetric integer padding; computes in `dtype`, float32 weights."""
   return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
                  padding=((padding, padding), (padding, padding)), use_bias=use_bias,
@@ -95,7 +95,7 @@ class BasicBlock(nn.Module):
   downsample: bool = False
   bn_group_size: Optional[int] = None
   bn_views: int = 1
-  dtype: Any = jnp.float32
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -116,7 +116,7 @@ class Bottleneck(nn.Module):
   downsample: bool = False
   bn_group_size: Optional[int] = None
   bn_views: int = 1
-  dtype: Any = jnp.float32
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -149,7 +149,7 @@ class ResNetBackbone(nn.Module):
   depth: int = 50
   bn_group_size: Optional[int] = None
   bn_views: int = 1
-  dtype: Any = jnp.float32
+  dtype: Any = None
   remat: str = 'none'
 
   @nn.compact
@@ -160,7 +160,7 @@ class ResNetBackbone(nn.Module):
     block, expansion = (Bottleneck, 4) if kind == 'bottleneck' else (BasicBlock, 1)
     if self.remat == 'blocks':
       block = nn.remat(block, static_argnums=(2,))   # (self, x, train): train is static
-    x = constrain_batch(x.astype(self.dtype))
+    x = constrain_batch(x if self.dtype is None else x.astype(self.dtype))
     x = conv(64, 7, 2, 3, name='conv1', dtype=self.dtype)(x)
     x = nn.relu(BatchNorm(use_running_average=not train, group_size=self.bn_group_size,
                           views=self.bn_views, name='bn1')(x))
