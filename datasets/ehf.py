@@ -265,7 +265,8 @@ class EHF:
       if img is None:
         raise ValueError(f'{where}: image_id not in the images list')
       _box(ann, 'body_bbox', where)
-      bbox = pre.process_bbox(ann['body_bbox'], img['width'], img['height'])
+      bbox = pre.process_bbox(ann['body_bbox'], img['width'], img['height'],
+                              where=f'{where} body_bbox')
       if bbox is None:
         self.num_dropped['degenerate_bbox'] += 1
         continue

@@ -295,7 +295,7 @@ class Human36M:
                                   f'{prefix}_joint_3d.json for {where}'),
                            (len(JOINT_NAMES), 3), where, 'joint_3d')
     joint_img, joint_cam = world_joints_to_record(joint_world, cam_R, cam_t, focal, princpt, ROOT)
-    bbox = pre.process_bbox(np.array(ann['bbox']), shape[1], shape[0])
+    bbox = pre.process_bbox(np.array(ann['bbox']), shape[1], shape[0], where=f'{where} bbox')
     if bbox is None:
       self.num_dropped['bbox'] += 1
       return []

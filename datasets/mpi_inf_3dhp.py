@@ -124,7 +124,7 @@ class MPI_INF_3DHP:  # pylint: disable=invalid-name  (upstream's class name)
         (len(JOINT_NAMES), 3), where, 'joint_3d')
     joint_img, joint_cam = h36m.world_joints_to_record(joint_world, cam_R, cam_t, focal,
                                                        princpt, ROOT)
-    bbox = pre.process_bbox(np.array(ann['bbox']), shape[1], shape[0])
+    bbox = pre.process_bbox(np.array(ann['bbox']), shape[1], shape[0], where=f'{where} bbox')
     if bbox is None:
       self.num_dropped['bbox'] += 1
       return None

@@ -91,7 +91,7 @@ class MPII:
       file_name, shape = img['file_name'], (int(img['height']), int(img['width']))
     except (KeyError, TypeError, ValueError) as e:
       raise ValueError(f'{where}: image entry lacks {e}') from e
-    bbox = pre.process_bbox(ann['bbox'], shape[1], shape[0])
+    bbox = pre.process_bbox(ann['bbox'], shape[1], shape[0], where=f'{where} bbox')
     if bbox is None:
       self.num_dropped['bbox'] += 1
       return None

@@ -235,7 +235,7 @@ class MSCOCO:
       box = _field(ann, 'bbox', where)
       if len(box) != 4:
         raise ValueError(f'{where}: bbox has {len(box)} values, expected 4')
-      bbox = pre.process_bbox(box, img['width'], img['height'])
+      bbox = pre.process_bbox(box, img['width'], img['height'], where=f'{where} bbox')
       if bbox is None:
         self.num_dropped['degenerate_bbox'] += 1
         continue

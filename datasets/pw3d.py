@@ -125,7 +125,7 @@ class PW3D:
         raise ValueError(f'{where}: smpl_param.gender must be one of {ex.GENDERS}, '
                          f'got {gender!r}')
       height, width = img['shape']
-      bbox = pre.process_bbox(box, width, height)
+      bbox = pre.process_bbox(box, width, height, where=f'{where} bbox')
       if bbox is None:
         self.num_dropped['bbox'] += 1
         continue
