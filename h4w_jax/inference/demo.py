@@ -52,8 +52,7 @@ import cv2
 import numpy as np
 
 from h4w_datasets import preprocessing
-from h4w_jax.common import spaces
-from h4w_jax.common import draw
+from h4w_jax.common import atomic, draw, spaces
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff')
 PARAM_KEYS = ('root_pose', 'body_pose', 'lhand_pose', 'rhand_pose', 'jaw_pose', 'shape', 'expr',
@@ -188,7 +187,7 @@ def original_camera(bbox) -> tuple[np.ndarray, np.ndarray]:
 
 def save_obj(path: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
   """A Wavefront OBJ: `v x y z` lines, then 1-based `f a b c` triangles."""
-  with open(path, 'w') as f:
+  with atomic.open_for_writing(path, 'w') as f:
     np.savetxt(f, np.asarray(vertices, np.float64), fmt='v %.8g %.8g %.8g')
     np.savetxt(f, np.asarray(faces, np.int64) + 1, fmt='f %d %d %d')
 
@@ -218,9 +217,10 @@ def write_outputs(folder: Path, item: Item, out: dict, i: int, faces: np.ndarray
                      draw.overlay(item.crop, mesh, faces, alpha=alpha))
   if obj:
     save_obj(folder / f'{item.name}.obj', mesh, faces)
-  (folder / f'{item.name}_smplx.json').write_text(
-      json.dumps({k: v.tolist() for k, v in params.items()}) + '\n')
-  np.savez(folder / f'{item.name}_smplx.npz', **params)
+  atomic.write_text(folder / f'{item.name}_smplx.json',
+                    json.dumps({k: v.tolist() for k, v in params.items()}) + '\n')
+  with atomic.open_for_writing(folder / f'{item.name}_smplx.npz') as f:
+    np.savez(f, **params)
   return overlay
 
 
@@ -308,7 +308,8 @@ def _parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog='python -m h4w_jax.demo',
                                    description=__doc__.split('\n\n')[0])
   parser.add_argument('--checkpoint', type=Path, required=True,
-                      help='a checkpoint folder of `python -m h4w_jax.convert`')
+                      help='a checkpoint folder of `python -m h4w_jax.convert`, an upstream '
+                      'snapshot .pth.tar or a training workdir (backbone depths: the weights\')')
   source = parser.add_mutually_exclusive_group(required=True)
   source.add_argument('--image', type=Path, help='one picture')
   source.add_argument('--images', type=Path, help='a folder of pictures')
@@ -338,9 +339,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.error('--alpha must be in [0, 1]')
   if args.image is not None and args.bboxes is not None:
     parser.error('--image takes --bbox, not --bboxes')
+  from h4w_jax.weights.files import WeightsError
   try:
     return _main(args)
-  except (DemoError, preprocessing.ImageError) as e:
+  except (DemoError, preprocessing.ImageError, WeightsError) as e:
     print(f'{parser.prog}: error: {e}', file=sys.stderr)
     return 1
 
@@ -351,10 +353,9 @@ def _main(args) -> int:
     jax.config.update('jax_platforms', args.platform)
 
   # Inputs are checked before the (slow) model load.
-  from h4w_jax.weights import files
-  if not (args.checkpoint / files.META_FILE).is_file():
-    raise DemoError(f'{args.checkpoint}: not a checkpoint of `python -m h4w_jax.convert` '
-                    f'(no {files.META_FILE})')
+  if not args.checkpoint.exists():
+    raise DemoError(f'{args.checkpoint}: no such checkpoint (a folder of '
+                    '`python -m h4w_jax.convert`, an upstream .pth.tar or a training workdir)')
   source = args.image or args.images or args.video
   box = None if args.bbox is None else check_box(args.bbox, f'{source}: --bbox')
   boxes = None if args.bboxes is None else load_boxes(args.bboxes)
