@@ -39,17 +39,23 @@ class Predictor:
   config: model_lib.ModelConfig = model_lib.ModelConfig()
 
   @classmethod
-  def from_checkpoint(cls, checkpoint_dir: str | os.PathLike, human_model_path,
+  def from_checkpoint(cls, checkpoint: str | os.PathLike, human_model_path,
                       model_config: model_lib.ModelConfig | None = None):
-    """Loads an orbax checkpoint written by `python -m h4w_jax.convert`.
+    """Loads a checkpoint folder of `python -m h4w_jax.convert`, an upstream
+    `snapshot_<N>.pth.tar` or a training workdir (its newest good step).
 
     model_config: None takes upstream's settings with the backbone depths of
-    the checkpoint (50/50/18 for upstream's weights, e.g. 18/18/18 for the
-    quickstart's).
+    the checkpoint (50/50/18 for upstream's weights, 18/10/10 for the
+    quickstart's); a given one must fit the weights (files.WeightsError).
     """
-    variables, meta = files.load_checkpoint(checkpoint_dir)
-    return cls(variables=variables, layer=outputs.smplx_layer(human_model_path),
-               epoch=meta.get('epoch'), config=model_config or files.model_config_of(variables))
+    variables, config, _, epoch = files.load_model(
+        checkpoint, model_config or model_lib.ModelConfig(), with_epoch=True)
+    if model_config is not None and config != model_config:
+      raise files.WeightsError(
+          f'{checkpoint} has {files.depths_str(config)} backbones; model_config says '
+          f'{files.depths_str(model_config)}')
+    return cls(variables=variables, layer=outputs.smplx_layer(human_model_path), epoch=epoch,
+               config=config)
 
   def __call__(self, images) -> dict[str, np.ndarray]:
     images = np.asarray(images, np.float32)
