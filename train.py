@@ -40,10 +40,11 @@ def main(argv):
   cache = os.environ.get('H4W_JAX_CACHE', os.path.expanduser('~/.cache/h4w_jax/xla'))
   jax.config.update('jax_compilation_cache_dir', cache)
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
+  from h4w_jax.common.config_checks import ConfigError, config_from_flag
   from h4w_jax.training import loop
   try:
-    loop.run(FLAGS.config, FLAGS.workdir)
-  except loop.TrainingError as e:
+    loop.run(config_from_flag(FLAGS['config']), FLAGS.workdir)
+  except (loop.TrainingError, ConfigError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(1)
 

@@ -24,7 +24,7 @@ import numpy as np
 from h4w_jax.common import draw, sharding
 from h4w_jax.models import hand4whole as model_lib
 from h4w_jax.models import outputs, targets
-from h4w_jax.training import checkpoints, logs, optim, step as step_lib
+from h4w_jax.training import checkpoints, config_checks, logs, optim, step as step_lib
 from h4w_jax.weights import stages
 
 log = logging.getLogger('h4w_jax.train')
@@ -57,6 +57,7 @@ def _check_files(config) -> None:
 
 def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[str, Any]:
   """Train as `config` says; returns the last logged metrics (host floats)."""
+  config_checks.check_training(config)   # ConfigError before anything is created
   workdir = Path(workdir)
   is_chief = jax.process_index() == 0
   if is_chief:
@@ -137,8 +138,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
   predict_fn = jax.jit(functools.partial(step_lib.predict, model=model))
 
   # ---------------------------------------------------------------- Train loop
-  writer = logs.SummaryWriter(workdir / 'tb') if is_chief else None
   first_step = int(state.step)
+  writer = logs.SummaryWriter(workdir / 'tb', resume_step=first_step) if is_chief else None
   last_metrics: dict[str, Any] = {}
   skipped_in_epoch = 0
   timer_start, timer_step = time.perf_counter(), first_step
@@ -172,10 +173,12 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
       eta = (total_steps - done) / max(rate, 1e-9)
       # Means over the steps since the last log line: one batch's loss is noisy.
       last_metrics = {k: v / window_steps for k, v in window.items()}
+      last_metrics['window_steps'] = window_steps   # fewer in the first window after a resume
       last_metrics['samples_per_sec'] = rate * config.batch_size
       last_metrics['epoch'] = epoch
       if is_chief:
         print(f'step {done}/{total_steps} epoch {epoch} loss {last_metrics["loss/total"]:.4f} '
+              f'(mean of {window_steps} steps) '
               f'lr {last_metrics["lr"]:.2e} {rate:.2f} steps/s '
               f'({last_metrics["samples_per_sec"]:.1f} samples/s, '
               f'{last_metrics["time/data_wait"]:.2f} s of {last_metrics["time/step"]:.2f} s '
