@@ -137,6 +137,20 @@ def test_without_checksums_orbax_errors_become_one_line_and_fall_back(folder, ca
   assert len(messages[1]) < 400
 
 
+def test_an_intact_step_of_another_run_is_an_error_not_damage(folder):
+  """Files that match their checksums but not this run's state (another model or sharding):
+  a one-line CheckpointError, and nothing is moved aside."""
+  manager = checkpoints.Manager(folder, keep=3, async_save=False)
+  abstract, shardings = _target()
+  wider = dict(abstract, w=jax.ShapeDtypeStruct((64, 50), jnp.float32))
+  with pytest.raises(checkpoints.CheckpointError,
+                     match=r'^checkpoint step 3 in .* is intact but does not fit this run \(.*\); '
+                           r'resume with the settings it was written with, or use a new workdir$'):
+    manager.restore_latest(wider, shardings, _iterator())
+  manager.close()
+  assert sorted(os.listdir(folder)) == ['1', '2', '3']
+
+
 def test_non_finite_values_are_a_damaged_step(tmp_path, caplog):
   folder = tmp_path / 'checkpoints'
   manager = checkpoints.Manager(folder, async_save=False)

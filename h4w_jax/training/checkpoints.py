@@ -127,29 +127,38 @@ class Manager:
     mesh = next((s.mesh for s in jax.tree.leaves(shardings)
                  if isinstance(s, jax.sharding.NamedSharding)), None)
     while (step := self._manager.latest_step()) is not None:
-      reason, why = self._check_files(step)
+      reason, why, verified = self._check_files(step)
       if reason is None:
-        reason, why, state = self._restore_values(step, target, mesh, data_iterator)
+        reason, why, state = self._restore_values(step, target, mesh, data_iterator, verified)
         if reason is None:
           return state
       self._set_aside(step, reason, why)
     return None
 
   def _check_files(self, step):
-    """(None, '') when the step's files match their checksums (or it has none), else
-    (reason, why). Process 0 reads the files; every process gets its verdict."""
+    """(None, '', verified) when the step's files match their checksums (verified) or it has
+    none, else (reason, why, False). Process 0 reads the files; every process gets its
+    verdict."""
     verdict = integrity.verify(self.directory / str(step)) if jax.process_index() == 0 else None
     bad = _agree(0 if verdict is None or verdict.ok or verdict.reason == 'unverified' else 1,
                  reduce=max)
     if verdict is not None and verdict.reason == 'unverified':
       log.warning('checkpoint step %d in %s has no checksums (written before they were '
                   'recorded): its values are checked after reading', step, self.directory)
+    verified = _agree(verdict is None or verdict.ok)
     if not bad:
-      return None, ''
-    return (verdict.reason, verdict.describe()) if verdict is not None else ('files', '')
+      return None, '', bool(verified)
+    return (*((verdict.reason, verdict.describe()) if verdict is not None else ('files', '')),
+            False)
 
-  def _restore_values(self, step, target, mesh, data_iterator):
-    """(None, '', state) or (reason, why, None): orbax's errors and non-finite values."""
+  def _restore_values(self, step, target, mesh, data_iterator, verified: bool):
+    """(None, '', state) or (reason, why, None): orbax's errors and non-finite values.
+
+    orbax failing on files that match their checksums is not damage but a step that does
+    not fit this run (another model, sharding or data pipeline): CheckpointError, and the
+    step stays where it is. Without checksums the two cannot be told apart: the step is
+    set aside (renaming it back restores it).
+    """
     try:
       restored = self._manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(target),
@@ -160,6 +169,10 @@ class Manager:
       integrity.quiet_closed_event_loop()
     if _agree(error is None) == 0:
       why = integrity.one_line(error) if error else 'another process could not read it'
+      if verified:
+        raise CheckpointError(
+            f'checkpoint step {step} in {self.directory} is intact but does not fit this run '
+            f'({why}); resume with the settings it was written with, or use a new workdir')
       return 'unreadable', why, None
     bad = nonfinite_leaves(restored['state'], mesh)
     if bad:

@@ -110,17 +110,24 @@ def one_line(error: BaseException, limit: int = 200) -> str:
 
 
 def quiet_closed_event_loop() -> None:
-  """After a failed read, TensorStore's pending callbacks find orbax's event loop closed and
-  Python prints 'Exception ignored ... RuntimeError: Event loop is closed' with a traceback,
-  later, from another thread. Those lines say nothing the one-line reason does not; every
-  other unraisable exception still goes to the previous hook."""
+  """After a failed read, orbax's and TensorStore's pending coroutines and callbacks die
+  with the event loop orbax closed, and Python prints 'Exception ignored in: <coroutine
+  ...>' or '... RuntimeError: Event loop is closed' with a traceback, later, from another
+  thread. Those lines say nothing the one-line reason does not; every other unraisable
+  exception still goes to the previous hook. Installed only once a read has failed."""
   previous = sys.unraisablehook
   if getattr(previous, 'h4w_quiet', False):
     return
 
+  def from_orbax(unraisable) -> bool:
+    code = getattr(unraisable.object, 'cr_code', None)
+    return code is not None and any(name in code.co_filename
+                                    for name in ('orbax', 'tensorstore'))
+
   def hook(unraisable):
-    if not (isinstance(unraisable.exc_value, RuntimeError)
-            and str(unraisable.exc_value) == 'Event loop is closed'):
+    closed_loop = (isinstance(unraisable.exc_value, RuntimeError)
+                   and str(unraisable.exc_value) == 'Event loop is closed')
+    if not (closed_loop or from_orbax(unraisable)):
       previous(unraisable)
   hook.h4w_quiet = True
   sys.unraisablehook = hook
