@@ -57,7 +57,7 @@ def main(argv):
   try:
     run(config_from_flag(FLAGS['config']), FLAGS.checkpoint, FLAGS.out)
   except (EvalError, ConfigError) as e:
-    print(f'error: {e}', file=sys.stderr)
+    print('\n'.join(f'error: {line}' for line in str(e).splitlines()), file=sys.stderr)
     sys.exit(1)
 
 

@@ -45,7 +45,7 @@ def main(argv):
   try:
     loop.run(config_from_flag(FLAGS['config']), FLAGS.workdir)
   except (loop.TrainingError, ConfigError, checkpoints.CheckpointError) as e:
-    print(f'error: {e}', file=sys.stderr)
+    print('\n'.join(f'error: {line}' for line in str(e).splitlines()), file=sys.stderr)
     sys.exit(1)
 
 
