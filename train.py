@@ -41,10 +41,11 @@ def main(argv):
   jax.config.update('jax_compilation_cache_dir', cache)
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
   from h4w_jax.common.config_checks import ConfigError, config_from_flag
+  from h4w_datasets.pipeline import DataError
   from h4w_jax.training import checkpoints, loop
   try:
     loop.run(config_from_flag(FLAGS['config']), FLAGS.workdir)
-  except (loop.TrainingError, ConfigError, checkpoints.CheckpointError) as e:
+  except (loop.TrainingError, ConfigError, checkpoints.CheckpointError, DataError) as e:
     print('\n'.join(f'error: {line}' for line in str(e).splitlines()), file=sys.stderr)
     sys.exit(1)
 

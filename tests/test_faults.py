@@ -28,18 +28,26 @@ sys.path.insert(0, str(ROOT))   # configs/
 
 # ------------------------------------------------------------------ settings
 
-def _training_config(**overrides):
+@pytest.fixture
+def data_root(tmp_path):
+  """Folders named as the quickstart's datasets (the checks look only for them)."""
+  for name in ('Human36M', 'MSCOCO', 'MPII'):
+    (tmp_path / 'data' / name).mkdir(parents=True)
+  return tmp_path / 'data'
+
+
+def _training_config(data_root=ROOT, **overrides):
   from configs import quickstart
   c = quickstart.get_config()
   c.synthetic = False
-  c.data_root = c.human_model_path = str(ROOT)   # existing folders; nothing is read
+  c.data_root, c.human_model_path = str(data_root), str(ROOT)   # nothing is read
   c.update(overrides)
   return c
 
 
-def test_bad_training_settings_are_one_line_each_naming_the_field():
+def test_bad_training_settings_are_one_line_each_naming_the_field(data_root):
   from h4w_jax.training.config_checks import check_training
-  config = _training_config(batch_size=7, lr=float('nan'), start_epoch=3, end_epoch=2,
+  config = _training_config(data_root, batch_size=7, lr=float('nan'), start_epoch=3, end_epoch=2,
                             compute_dtype='float64',
                             mesh=(('data', 3),), trainset_2d=('COCO',), batchnorm='global',
                             sharding_rules=(('.*', 'shard'),), keep_checkpoints=0)
@@ -61,17 +69,21 @@ def test_bad_training_settings_are_one_line_each_naming_the_field():
   assert lines == expected
   with pytest.raises(config_checks.ConfigError, match=r'^config.batch_size 8 does not split over '
                                                       r'3 processes: use a multiple of 3$'):
-    check_training(_training_config(batch_size=8), devices=6, processes=3)
+    check_training(_training_config(data_root, batch_size=8), devices=6, processes=3)
   with pytest.raises(config_checks.ConfigError, match=r'^config.batch_size must be >= 1 \(the '
                                                       r'global batch\), got 0$'):
-    check_training(_training_config(batch_size=0), devices=1, processes=1)
-  check_training(_training_config(batch_size=8), devices=8, processes=2)   # fine
+    check_training(_training_config(data_root, batch_size=0), devices=1, processes=1)
+  check_training(_training_config(data_root, batch_size=8), devices=8, processes=2)   # fine
+  (data_root / 'MPII').rmdir()
+  with pytest.raises(config_checks.ConfigError, match=rf'^config.data_root {data_root} has no '
+                                                      r"MPII \(upstream's data/MPII; see README"):
+    check_training(_training_config(data_root), devices=1, processes=1)
 
 
-def test_a_sharding_rule_that_matches_nothing_is_named():
+def test_a_sharding_rule_that_matches_nothing_is_named(data_root):
   """Checked against the train state's names (jax.eval_shape: no arrays; ~2 s here)."""
   from h4w_jax.training.config_checks import check_training
-  config = _training_config(sharding_rules=(('.*conv.*', 'fsdp'), ('params/head/.*', 'fsdp')))
+  config = _training_config(data_root, sharding_rules=(('.*conv.*', 'fsdp'), ('params/head/.*', 'fsdp')))
   config.model.body_depth = config.model.hand_depth = config.model.face_depth = 10
   with pytest.raises(config_checks.ConfigError,
                      match=r"^config.sharding_rules\[1\] 'params/head/\.\*' matches no parameter "
@@ -375,3 +387,14 @@ if __name__ == '__main__':
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert 'batches 3' in proc.stdout
   assert 'leaked shared_memory' not in proc.stderr
+
+
+def test_an_empty_dataset_group_is_named(tmp_path):
+  """upstream's MultipleDatasets divides by each group's size: ZeroDivisionError at step 1."""
+  sys.path.insert(0, str(ROOT / 'tests'))
+  from fake_datasets import FakeReader
+  from h4w_datasets import pipeline
+  empty, full = FakeReader(tmp_path / 'a', 0), FakeReader(tmp_path / 'b', 2)
+  with pytest.raises(pipeline.DataError, match=r'^no records to train on in the group Fake2D '
+                                               r'\(0 records\): every annotation was filtered'):
+    pipeline.build([[empty], [full]], pipeline.PipelineConfig(local_batch=1))

@@ -132,10 +132,14 @@ def check_data(c: Checker, datasets: Sequence[str], dataset_names: Sequence[str]
     c.existing('data_root', 'folder', hint)
     c.existing('human_model_path', 'folder', ' (upstream\'s common/utils/human_model_files; '
                '`python -m smplx_jax.check PATH` lists what it needs)')
+  root = Path(os.path.expanduser(str(c.get('data_root'))))
   for name in datasets:
     if not str(name).endswith('.json') and name not in dataset_names:
       c.fail('trainset_3d/trainset_2d' if c.get('eval') is None else 'eval.dataset',
              f'names an unknown dataset {name!r}; known: {", ".join(dataset_names)}')
+    elif not synthetic and root.is_dir() and not (root / name).exists():
+      c.fail('data_root', f'{root} has no {name} (upstream\'s data/{name}; see README '
+             '"Datasets", or config.synthetic=True for a synthetic one)')
   c.choice('data.crop_dtype', CROP_DTYPES)
   c.integer('data.num_workers', 0)
   c.integer('data.read_threads', 1)
