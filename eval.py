@@ -2,7 +2,8 @@
 
 CKPT is a converted checkpoint folder (`python -m h4w_jax.convert`), an
 upstream `snapshot_<N>.pth.tar`, or a training workdir (its newest orbax
-checkpoint). Any config field can be overridden: `--config.batch_size=128`.
+checkpoint); its backbone depths are read off the weights (config.model's depths are not
+used). Any config field can be overridden: `--config.batch_size=128`.
 Results go to --out (default results/); h4w_jax/evaluate.py says what is
 written and how each dataset is scored.
 """
@@ -52,10 +53,11 @@ def main(argv):
   cache = os.environ.get('H4W_JAX_CACHE', os.path.expanduser('~/.cache/h4w_jax/xla'))
   jax.config.update('jax_compilation_cache_dir', cache)
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
+  from h4w_jax.common.config_checks import ConfigError, config_from_flag
   try:
-    run(FLAGS.config, FLAGS.checkpoint, FLAGS.out)
-  except EvalError as e:
-    print(f'error: {e}', file=sys.stderr)
+    run(config_from_flag(FLAGS['config']), FLAGS.checkpoint, FLAGS.out)
+  except (EvalError, ConfigError) as e:
+    print('\n'.join(f'error: {line}' for line in str(e).splitlines()), file=sys.stderr)
     sys.exit(1)
 
 

@@ -43,11 +43,14 @@ def main(argv):
   cache = os.environ.get('H4W_JAX_CACHE', os.path.expanduser('~/.cache/h4w_jax/xla'))
   jax.config.update('jax_compilation_cache_dir', cache)
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 1.0)
-  from h4w_jax.training import loop
+  from h4w_jax.common.config_checks import ConfigError, config_from_flag
+  from h4w_datasets.pipeline import DataError
+  from h4w_jax.training import checkpoints, loop
   try:
-    loop.run(FLAGS.config, FLAGS.workdir)
-  except loop.TrainingError as e:
-    print(f'error: {e}', file=sys.stderr, flush=True)
+    loop.run(config_from_flag(FLAGS['config']), FLAGS.workdir)
+  except (loop.TrainingError, ConfigError, checkpoints.CheckpointError, DataError) as e:
+    print('\n'.join(f'error: {line}' for line in str(e).splitlines()), file=sys.stderr,
+          flush=True)
     if jax.process_count() > 1:
       # Skip the distributed shutdown: it waits for every peer, and one may be dead.
       sys.stdout.flush()

@@ -195,93 +195,103 @@ class AGORA:
     if not json_path.is_file():
       return None
     info = _read_json(json_path, where)
-    key = 'affine_mat' if 'affine_mat' in info else 'img2bb_trans'
-    try:
-      affine = _array(info[key], (2, 3), f'{where} {json_path}', key).astype(np.float32)
-      shape = (int(info['resized_height']), int(info['resized_width']))
-    except KeyError as e:
-      raise ValueError(f'{where}: {json_path} has no key {e}') from e
+    with db.malformed(json_path, f' (the crop of {where})'):
+      key = 'affine_mat' if 'affine_mat' in info else 'img2bb_trans'
+      try:
+        affine = _array(info[key], (2, 3), f'{where} {json_path}', key).astype(np.float32)
+        shape = db.image_shape(info, f'{where} {json_path}',
+                               ('resized_height', 'resized_width'))
+      except KeyError as e:
+        raise ValueError(f'{where}: {json_path} has no key {e}') from e
     return affine, shape
 
   def _load_annotations(self):
     name = 'train' if self.split == 'train' else 'validation'
     path = self._path / f'AGORA_{name}_SMPLX.json'
     content = _read_json(path, f'AGORA {self.split}')
-    images = {img['id']: img for img in content.get('images', [])}
-    for ann in content.get('annotations', []):
-      where = f"{path} annotation id {ann.get('id')}"
-      try:
-        if not ann['is_valid']:
-          self.num_dropped['invalid'] += 1
-          continue
-        img = images[ann['image_id']]
-        gender = ann['gender']
-        person_id = int(ann['person_id'])
-        boxes = {part: _array(ann[f'{part}_bbox' if part else 'bbox'], (4,), where, part or 'bbox')
-                 for part in ('', 'lhand', 'rhand', 'face')}
-        row = {'ann_id': int(ann['id']), 'img_id': int(ann['image_id']), 'person_id': person_id,
-               'param_path': self._path / ann['smplx_param_path'],
-               'cam_path': self._path / ann['cam_param_path'], 'where': where}
-        file_4k, file_720 = img['file_name_3840x2160'], img['file_name_1280x720']
-      except KeyError as e:
-        raise ValueError(f'{where}: missing key {e}') from e
-      if gender not in ('male', 'female', 'neutral'):
-        raise ValueError(f"{where}: gender must be 'male', 'female' or 'neutral', got {gender!r}")
-      row['gender'] = ex.GENDERS.index(gender) if self.gendered else 0
-      if self.crops:
-        stem = _crop_stem(self._path, file_4k, person_id)
-        crop = self._read_crop(stem, where)
-        if crop is None:
-          self.num_dropped['crop_missing'] += 1
-          continue
-        affine, shape = crop
-        row.update(img_path=str(stem.with_suffix('.png')), img_shape=shape, crop_trans=affine,
-                   bbox=np.array([0, 0, shape[1], shape[0]], np.float32))
-        for part in ('lhand', 'rhand', 'face'):
-          row[part] = _hand_face_box_crop(boxes[part], affine)
-      else:
-        bbox = pre.process_bbox(_scale_box(boxes[''], self.resolution), self.resolution[1],
-                                self.resolution[0])
-        if bbox is None:
-          self.num_dropped['bbox'] += 1
-          continue
-        row.update(img_path=str(self._path / file_720), img_shape=self.resolution,
-                   crop_trans=np.eye(2, 3, dtype=np.float32), bbox=bbox)
-        for part in ('lhand', 'rhand', 'face'):
-          row[part] = _hand_face_box_scaled(boxes[part], self.resolution)
-      self._rows.append(row)
-
-  def _load_detections(self):
-    path = self._path / 'AGORA_test_bbox.json'
-    detections = _read_json(path, 'AGORA test')
-    for img_id, (file_name, people) in enumerate(detections.items()):
-      for person_id, person in enumerate(people):
-        where = f'{path} {file_name!r} detection {person_id}'
+    with db.malformed(path, ' (an object with images and annotations expected)'):
+      images = {img['id']: img for img in content.get('images', [])}
+      annotations = list(content.get('annotations', []))
+    for k, ann in enumerate(annotations):
+      with db.malformed(path, f' annotation #{k}'):
+        where = f"{path} annotation id {ann.get('id')}"
         try:
-          box = _array(person['bbox'], (4,), where, 'bbox')
-        except (KeyError, TypeError) as e:
-          raise ValueError(f'{where}: missing key bbox') from e
-        row = {'ann_id': len(self._rows) + sum(self.num_dropped.values()), 'img_id': img_id,
-               'person_id': person_id, 'gender': 0, 'where': where}
+          if not ann['is_valid']:
+            self.num_dropped['invalid'] += 1
+            continue
+          img = images[ann['image_id']]
+          gender = ann['gender']
+          person_id = int(ann['person_id'])
+          boxes = {part: _array(ann[f'{part}_bbox' if part else 'bbox'], (4,), where,
+                                part or 'bbox')
+                   for part in ('', 'lhand', 'rhand', 'face')}
+          row = {'ann_id': int(ann['id']), 'img_id': int(ann['image_id']),
+                 'person_id': person_id, 'param_path': self._path / ann['smplx_param_path'],
+                 'cam_path': self._path / ann['cam_param_path'], 'where': where}
+          file_4k, file_720 = img['file_name_3840x2160'], img['file_name_1280x720']
+        except KeyError as e:
+          raise ValueError(f'{where}: missing key {e}') from e
+        if gender not in ('male', 'female', 'neutral'):
+          raise ValueError(f"{where}: gender must be 'male', 'female' or 'neutral', "
+                           f'got {gender!r}')
+        row['gender'] = ex.GENDERS.index(gender) if self.gendered else 0
         if self.crops:
-          stem = _crop_stem(self._path, f'test/{file_name}', person_id)
+          stem = _crop_stem(self._path, file_4k, person_id)
           crop = self._read_crop(stem, where)
           if crop is None:
             self.num_dropped['crop_missing'] += 1
             continue
           affine, shape = crop
-          row.update(img_path=str(stem.with_suffix('.png')), img_shape=shape, crop_trans=affine,
-                     bbox=np.array([0, 0, shape[1], shape[0]], np.float32))
+          row.update(img_path=str(stem.with_suffix('.png')), img_shape=shape,
+                     crop_trans=affine, bbox=np.array([0, 0, shape[1], shape[0]], np.float32))
+          for part in ('lhand', 'rhand', 'face'):
+            row[part] = _hand_face_box_crop(boxes[part], affine)
         else:
-          bbox = pre.process_bbox(_scale_box(box, self.resolution), self.resolution[1],
+          bbox = pre.process_bbox(_scale_box(boxes[''], self.resolution), self.resolution[1],
                                   self.resolution[0])
           if bbox is None:
             self.num_dropped['bbox'] += 1
             continue
-          row.update(img_path=str(self._path / 'images_1280x720' / 'test' / file_name),
-                     img_shape=self.resolution, crop_trans=np.eye(2, 3, dtype=np.float32),
-                     bbox=bbox)
+          row.update(img_path=str(self._path / file_720), img_shape=self.resolution,
+                     crop_trans=np.eye(2, 3, dtype=np.float32), bbox=bbox)
+          for part in ('lhand', 'rhand', 'face'):
+            row[part] = _hand_face_box_scaled(boxes[part], self.resolution)
         self._rows.append(row)
+
+  def _load_detections(self):
+    path = self._path / 'AGORA_test_bbox.json'
+    detections = _read_json(path, 'AGORA test')
+    with db.malformed(path, ' (an object of detections by image expected)'):
+      images = [(file_name, list(people)) for file_name, people in detections.items()]
+    for img_id, (file_name, people) in enumerate(images):
+      for person_id, person in enumerate(people):
+        with db.malformed(path, f' {file_name!r} detection {person_id}'):
+          where = f'{path} {file_name!r} detection {person_id}'
+          try:
+            box = _array(person['bbox'], (4,), where, 'bbox')
+          except (KeyError, TypeError) as e:
+            raise ValueError(f'{where}: missing key bbox') from e
+          row = {'ann_id': len(self._rows) + sum(self.num_dropped.values()),
+                 'img_id': img_id, 'person_id': person_id, 'gender': 0, 'where': where}
+          if self.crops:
+            stem = _crop_stem(self._path, f'test/{file_name}', person_id)
+            crop = self._read_crop(stem, where)
+            if crop is None:
+              self.num_dropped['crop_missing'] += 1
+              continue
+            affine, shape = crop
+            row.update(img_path=str(stem.with_suffix('.png')), img_shape=shape,
+                       crop_trans=affine, bbox=np.array([0, 0, shape[1], shape[0]], np.float32))
+          else:
+            bbox = pre.process_bbox(_scale_box(box, self.resolution), self.resolution[1],
+                                    self.resolution[0])
+            if bbox is None:
+              self.num_dropped['bbox'] += 1
+              continue
+            row.update(img_path=str(self._path / 'images_1280x720' / 'test' / file_name),
+                       img_shape=self.resolution, crop_trans=np.eye(2, 3, dtype=np.float32),
+                       bbox=bbox)
+          self._rows.append(row)
 
   def __len__(self) -> int:
     return len(self._rows)
@@ -290,11 +300,9 @@ class AGORA:
     """upstream: cam_param mapped into the record's image (crop affine or resize)."""
     cam = _read_json(row['cam_path'], row['where'])
     where = f"{row['where']} {row['cam_path']}"
-    try:
+    with db.malformed(row['cam_path'], f" ({row['where']})"):
       focal = _array(cam['focal'], (2,), where, 'focal').astype(np.float32)
       princpt = _array(cam['princpt'], (2,), where, 'princpt').astype(np.float32)
-    except KeyError as e:
-      raise ValueError(f'{where}: missing key {e}') from e
     if self.crops:
       a = row['crop_trans']
       scale, offset = np.array([a[0, 0], a[1, 1]]), a[:, 2]
@@ -322,12 +330,13 @@ class AGORA:
     param = _read_json(row['param_path'], row['where'])
     where = f"{row['where']} {row['param_path']}"
     for key, (name, size) in PARAM_KEYS.items():
-      if key not in param:
-        raise ValueError(f'{where}: missing key {key!r}')
-      values = np.asarray(param[key], np.float64).reshape(-1)
-      if key == 'betas':
-        values = values[:size]   # upstream's [:10]: drops the kid models' 11th beta
-      record[name] = _array(values, (size,), where, key).astype(np.float32)
+      with db.malformed(row['param_path'], f" ({row['where']}) {key!r}"):
+        if key not in param:
+          raise ValueError(f'{where}: missing key {key!r}')
+        values = np.asarray(param[key], np.float64).reshape(-1)
+        if key == 'betas':
+          values = values[:size]   # upstream's [:10]: drops the kid models' 11th beta
+        record[name] = _array(values, (size,), where, key).astype(np.float32)
     record['cam_focal'], record['cam_princpt'] = self._camera(row)
     for flag in ex.SMPLX_FLAGS:
       record[flag] = np.float32(1)

@@ -6,8 +6,11 @@ joints are trusted, is_3D). Name-based remapping (`transform_joint_to_other_db`)
 becomes one precomputed index table.
 """
 
+import contextlib
 import dataclasses
-from typing import Sequence
+import json
+import os
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -89,3 +92,52 @@ def remap(values: np.ndarray, index: np.ndarray) -> np.ndarray:
   out = np.asarray(values, np.float32)[np.maximum(index, 0)]
   out[index < 0] = 0
   return out
+
+
+# ---------------------------------------------------------------------------
+# Annotation files: every problem names the file
+
+
+def read_json(path: os.PathLike) -> Any:
+  """json.load with the file named in every error (missing, not JSON, not UTF-8)."""
+  try:
+    with open(path, 'r') as f:
+      return json.load(f)
+  except FileNotFoundError as e:
+    raise FileNotFoundError(f'{path}: annotation file not found') from e
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise ValueError(f'{path}: not valid JSON: {e}') from e
+
+
+def image_shape(entry, where: str, keys: tuple[str, str] = ('height', 'width')
+                ) -> tuple[int, int]:
+  """(H, W) of an image entry, each a whole number of pixels in 1..2^31-1 (an int32, as
+  records store it), or ValueError naming `where`."""
+  try:
+    values = [entry[k] for k in keys]
+  except (KeyError, TypeError) as e:
+    raise ValueError(f'{where}: image entry lacks {e}') from e
+  ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+           and 1 <= v < 2 ** 31 and float(v).is_integer() for v in values)
+  if not ok:
+    raise ValueError(f'{where}: image {keys[0]}/{keys[1]} must be whole pixel counts in '
+                     f'1..2^31-1, got {values}')
+  return int(values[0]), int(values[1])
+
+
+@contextlib.contextmanager
+def malformed(path, detail: str = ''):
+  """Turns what a wrong type or value in an annotation file raises deep inside a reader (a
+  null where a number belongs: TypeError; a missing field: KeyError; Infinity for an id:
+  OverflowError; ...) into one ValueError naming the file (and `detail`, e.g. the
+  annotation). A ValueError that already names the file passes unchanged."""
+  where = f'{path}{detail}'
+  try:
+    yield
+  except ValueError as e:
+    if str(path) in str(e):
+      raise
+    raise ValueError(f'{where}: {e}') from e
+  except (TypeError, KeyError, AttributeError, IndexError, OverflowError) as e:
+    what = f'missing field {e}' if isinstance(e, KeyError) else f'{type(e).__name__}: {e}'
+    raise ValueError(f'{where}: malformed ({what})') from e

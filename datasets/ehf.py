@@ -239,52 +239,65 @@ class EHF:
     self.split = split
     data_dir = Path(data_root) / 'EHF' / 'data'
     annot_path = data_dir / ANNOT_FILE
-    with open(annot_path) as f:
-      annot = json.load(f)
+    annot = db.read_json(annot_path)
     if not isinstance(annot, dict) or 'images' not in annot or 'annotations' not in annot:
       raise ValueError(f"{annot_path}: expected a COCO dict with 'images' and 'annotations'")
     images = {}
-    for img in annot['images']:
+    with db.malformed(annot_path, ' images'):
+      self._index_images(annot['images'], annot_path, images)
+
+    self.num_dropped = {'degenerate_bbox': 0}
+    self._records, seen = [], set()
+    with db.malformed(annot_path, ' annotations'):
+      annotations = list(annot['annotations'])
+    for k, ann in enumerate(annotations):
+      with db.malformed(annot_path, f' annotation #{k}'):
+        self._add(ann, images, data_dir, annot_path, seen)
+    log.info('EHF %s: %d annotations kept, dropped %s', split, len(self._records),
+             self.num_dropped)
+
+  @staticmethod
+  def _index_images(entries, annot_path, images):
+    for img in entries:
       for key in ('id', 'file_name', 'width', 'height'):
         if key not in img:
           raise ValueError(f'{annot_path}: image {img.get("id")!r}: missing {key!r}')
       images[int(img['id'])] = img
 
-    self.num_dropped = {'degenerate_bbox': 0}
-    self._records, seen = [], set()
-    for ann in annot['annotations']:
-      aid = ann.get('id')
-      where = f'{annot_path}: annotation {aid!r} (image {ann.get("image_id")!r})'
-      for key in ('id', 'image_id', 'body_bbox') + tuple(k for _, k in BOX_KEYS):
-        if key not in ann:
-          raise ValueError(f'{where}: missing {key!r}')
-      if aid in seen:
-        raise ValueError(f'{where}: duplicate annotation id')
-      seen.add(aid)
-      img = images.get(int(ann['image_id']))
-      if img is None:
-        raise ValueError(f'{where}: image_id not in the images list')
-      _box(ann, 'body_bbox', where)
-      bbox = pre.process_bbox(ann['body_bbox'], img['width'], img['height'])
-      if bbox is None:
-        self.num_dropped['degenerate_bbox'] += 1
-        continue
-      rec = ex.empty_record(INFO.num_joints)
-      rec['img_path'] = os.fspath(data_dir / img['file_name'])
-      rec['mesh_path'] = os.fspath(data_dir / (img['file_name'].split('_')[0] + '_align.ply'))
-      if not os.path.exists(rec['mesh_path']):
-        raise ValueError(f"{where}: GT mesh {rec['mesh_path']} does not exist")
-      rec['img_shape'] = np.array([img['height'], img['width']], np.int32)
-      rec['bbox'] = np.asarray(bbox, np.float32)
-      rec['ann_id'], rec['img_id'] = np.int64(aid), np.int64(ann['image_id'])
-      rec['cam_R'] = EHF_GT_ROTATION.astype(np.float32)
-      for part, key in BOX_KEYS:
-        box = _box(ann, key, where)
-        rec[f'{part}_bbox'] = np.concatenate([box[:2], box[:2] + box[2:]])
-        rec[f'{part}_bbox_valid'] = np.float32(1)
-      self._records.append(rec)
-    log.info('EHF %s: %d annotations kept, dropped %s', split, len(self._records),
-             self.num_dropped)
+  def _add(self, ann, images, data_dir, annot_path, seen):
+    """One annotation -> a record in self._records (or counted as dropped)."""
+    aid = ann.get('id')
+    where = f'{annot_path}: annotation {aid!r} (image {ann.get("image_id")!r})'
+    for key in ('id', 'image_id', 'body_bbox') + tuple(k for _, k in BOX_KEYS):
+      if key not in ann:
+        raise ValueError(f'{where}: missing {key!r}')
+    if aid in seen:
+      raise ValueError(f'{where}: duplicate annotation id')
+    seen.add(aid)
+    img = images.get(int(ann['image_id']))
+    if img is None:
+      raise ValueError(f'{where}: image_id not in the images list')
+    _box(ann, 'body_bbox', where)
+    height, width = db.image_shape(img, where)
+    bbox = pre.process_bbox(ann['body_bbox'], width, height,
+                            where=f'{where} body_bbox')
+    if bbox is None:
+      self.num_dropped['degenerate_bbox'] += 1
+      return
+    rec = ex.empty_record(INFO.num_joints)
+    rec['img_path'] = os.fspath(data_dir / img['file_name'])
+    rec['mesh_path'] = os.fspath(data_dir / (img['file_name'].split('_')[0] + '_align.ply'))
+    if not os.path.exists(rec['mesh_path']):
+      raise ValueError(f"{where}: GT mesh {rec['mesh_path']} does not exist")
+    rec['img_shape'] = np.array([height, width], np.int32)
+    rec['bbox'] = np.asarray(bbox, np.float32)
+    rec['ann_id'], rec['img_id'] = np.int64(aid), np.int64(ann['image_id'])
+    rec['cam_R'] = EHF_GT_ROTATION.astype(np.float32)
+    for part, key in BOX_KEYS:
+      box = _box(ann, key, where)
+      rec[f'{part}_bbox'] = np.concatenate([box[:2], box[:2] + box[2:]])
+      rec[f'{part}_bbox_valid'] = np.float32(1)
+    self._records.append(rec)
 
   def __len__(self) -> int:
     return len(self._records)

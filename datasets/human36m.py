@@ -78,15 +78,7 @@ NUM_SMPLX_VERTICES = 10475
 
 # ---------------------------------------------------------------- shared reader helpers
 
-def read_json(path: os.PathLike) -> Any:
-  """json.load with the file named in every error."""
-  try:
-    with open(path, 'r') as f:
-      return json.load(f)
-  except FileNotFoundError as e:
-    raise FileNotFoundError(f'{path}: annotation file not found') from e
-  except json.JSONDecodeError as e:
-    raise ValueError(f'{path}: not valid JSON: {e}') from e
+read_json = dbm.read_json   # shared by the readers that import this module
 
 
 def lookup(tree: Mapping, keys: Sequence[Any], where: str) -> Any:
@@ -258,14 +250,13 @@ class Human36M:
       joints = read_json(f'{prefix}_joint_3d.json')
       fit_file = f'{prefix}_SMPLX_NeuralAnnot.json'
       fits = read_json(fit_file)
-      try:
+      with dbm.malformed(data_file, ' (COCO-style images and annotations expected)'):
         images = {img['id']: img for img in data['images']}
-        annotations = data['annotations']
-      except (KeyError, TypeError) as e:
-        raise ValueError(f'{data_file}: not a COCO-style file ({e!r})') from e
-      for ann in annotations:
-        rows.extend(self._parse(ann, images, cameras, joints, fits, stride, img_dir,
-                                data_file, prefix, fit_file, seen_ids))
+        annotations = list(data['annotations'])
+      for k, ann in enumerate(annotations):
+        with dbm.malformed(data_file, f' annotation #{k} (or its camera, joints or fit)'):
+          rows.extend(self._parse(ann, images, cameras, joints, fits, stride, img_dir,
+                                  data_file, prefix, fit_file, seen_ids))
     self._table = stack_rows(rows, INFO.num_joints)
     log_loaded('Human36M', split, len(rows), self.num_dropped)
 
@@ -275,9 +266,10 @@ class Human36M:
     ann_id, img, where = checked_annotation(ann, images, data_file, seen_ids)
     try:
       keys = [img[k] for k in ('subject', 'action_idx', 'subaction_idx', 'frame_idx', 'cam_idx')]
-      file_name, shape = img['file_name'], (int(img['height']), int(img['width']))
+      file_name = img['file_name']
     except (KeyError, TypeError, ValueError) as e:
       raise ValueError(f'{where}: image entry lacks {e}') from e
+    shape = dbm.image_shape(img, where)
     _, action, subaction, frame, cam_idx = keys
     if frame % stride != 0:
       self.num_dropped['frame'] += 1
@@ -295,7 +287,7 @@ class Human36M:
                                   f'{prefix}_joint_3d.json for {where}'),
                            (len(JOINT_NAMES), 3), where, 'joint_3d')
     joint_img, joint_cam = world_joints_to_record(joint_world, cam_R, cam_t, focal, princpt, ROOT)
-    bbox = pre.process_bbox(np.array(ann['bbox']), shape[1], shape[0])
+    bbox = pre.process_bbox(np.array(ann['bbox']), shape[1], shape[0], where=f'{where} bbox')
     if bbox is None:
       self.num_dropped['bbox'] += 1
       return []

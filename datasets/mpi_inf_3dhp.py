@@ -87,15 +87,15 @@ class MPI_INF_3DHP:  # pylint: disable=invalid-name  (upstream's class name)
     cameras = h36m.read_json(data_dir / CAMERA_FILE)
     joints = h36m.read_json(data_dir / JOINT_FILE)
     fits = h36m.read_json(self.fit_file)
-    try:
+    with dbm.malformed(annot_path, ' (COCO-style images and annotations expected)'):
       images = {img['id']: img for img in data['images']}
-      annotations = data['annotations']
-    except (KeyError, TypeError) as e:
-      raise ValueError(f'{annot_path}: not a COCO-style file ({e!r})') from e
+      annotations = list(data['annotations'])
     self.num_dropped = {'frame': 0, 'bbox': 0}
     rows, seen_ids = [], set()
-    for ann in annotations:
-      record = self._parse(ann, images, cameras, joints, fits, data_dir, annot_path, seen_ids)
+    for k, ann in enumerate(annotations):
+      with dbm.malformed(annot_path, f' annotation #{k} (or its camera, joints or fit)'):
+        record = self._parse(ann, images, cameras, joints, fits, data_dir, annot_path,
+                             seen_ids)
       if record is not None:
         rows.append(record)
     self._table = h36m.stack_rows(rows, INFO.num_joints)
@@ -106,9 +106,10 @@ class MPI_INF_3DHP:  # pylint: disable=invalid-name  (upstream's class name)
     try:
       subject, seq, frame, cam_idx = (img[k] for k in ('subject_idx', 'seq_idx', 'frame_idx',
                                                       'cam_idx'))
-      file_name, shape = img['file_name'], (int(img['height']), int(img['width']))
+      file_name = img['file_name']
     except (KeyError, TypeError, ValueError) as e:
       raise ValueError(f'{where}: image entry lacks {e}') from e
+    shape = dbm.image_shape(img, where)
     if frame % FRAME_STRIDE != 0:
       self.num_dropped['frame'] += 1
       return None
@@ -124,7 +125,7 @@ class MPI_INF_3DHP:  # pylint: disable=invalid-name  (upstream's class name)
         (len(JOINT_NAMES), 3), where, 'joint_3d')
     joint_img, joint_cam = h36m.world_joints_to_record(joint_world, cam_R, cam_t, focal,
                                                        princpt, ROOT)
-    bbox = pre.process_bbox(np.array(ann['bbox']), shape[1], shape[0])
+    bbox = pre.process_bbox(np.array(ann['bbox']), shape[1], shape[0], where=f'{where} bbox')
     if bbox is None:
       self.num_dropped['bbox'] += 1
       return None

@@ -69,16 +69,15 @@ class MPII:
     fit_path = data_dir / 'annotations' / FIT_FILE
     data = h36m.read_json(annot_path)
     fits = h36m.read_json(fit_path)
-    try:
+    with dbm.malformed(annot_path, ' (COCO-style images and annotations expected)'):
       images = {img['id']: img for img in data['images']}
-      annotations = data['annotations']
-    except (KeyError, TypeError) as e:
-      raise ValueError(f'{annot_path}: not a COCO-style file ({e!r})') from e
+      annotations = list(data['annotations'])
     self.num_dropped = {'bbox': 0}
     rows, seen_ids = [], set()
-    for ann in annotations:
-      record = self._parse(ann, images, fits, data_dir, annot_path, fit_path, seen_ids,
-                           binarize_valid)
+    for k, ann in enumerate(annotations):
+      with dbm.malformed(annot_path, f' annotation #{k}'):
+        record = self._parse(ann, images, fits, data_dir, annot_path, fit_path, seen_ids,
+                             binarize_valid)
       if record is not None:
         rows.append(record)
     self._table = h36m.stack_rows(rows, INFO.num_joints)
@@ -88,10 +87,11 @@ class MPII:
     ann_id, img, where = h36m.checked_annotation(ann, images, annot_path, seen_ids,
                                                  ('image_id', 'bbox', 'keypoints'))
     try:
-      file_name, shape = img['file_name'], (int(img['height']), int(img['width']))
+      file_name = img['file_name']
     except (KeyError, TypeError, ValueError) as e:
       raise ValueError(f'{where}: image entry lacks {e}') from e
-    bbox = pre.process_bbox(ann['bbox'], shape[1], shape[0])
+    shape = dbm.image_shape(img, where)
+    bbox = pre.process_bbox(ann['bbox'], shape[1], shape[0], where=f'{where} bbox')
     if bbox is None:
       self.num_dropped['bbox'] += 1
       return None

@@ -201,45 +201,24 @@ class MSCOCO:
     self.split = split
     root = Path(data_root) / 'MSCOCO'
     annot_path = root / 'annotations' / ANNOT_FILES[split]
-    with open(annot_path) as f:
-      annot = json.load(f)
+    annot = db.read_json(annot_path)
     fits, fit_path = {}, root / 'annotations' / FIT_FILE
     if split == 'train':
-      with open(fit_path) as f:
-        fits = json.load(f)
-    images = index_images(annot, annot_path)
+      fits = db.read_json(fit_path)
+      if not isinstance(fits, dict):
+        raise ValueError(f'{fit_path}: expected an object of fits by annotation id')
+    with db.malformed(annot_path, ' images'):
+      images = index_images(annot, annot_path)
     image_dir = root / 'images' / IMAGE_DIRS[split]
 
     self.num_dropped = {'crowd': 0, 'no_keypoints': 0, 'degenerate_bbox': 0}
     keep = []
     seen = set()
-    for ann in _field(annot, 'annotations', str(annot_path)):
-      aid = ann.get('id') if isinstance(ann, dict) else None
-      where = f'{annot_path}: annotation {aid!r}'
-      aid = int(_field(ann, 'id', where))
-      if aid in seen:
-        raise ValueError(f'{where}: duplicate annotation id')
-      seen.add(aid)
-      img_id = int(_field(ann, 'image_id', where))
-      where = f'{annot_path}: annotation {aid} (image {img_id})'
-      if img_id not in images:
-        raise ValueError(f'{where}: image_id not in the images list')
-      if split == 'train':
-        if _field(ann, 'iscrowd', where):
-          self.num_dropped['crowd'] += 1
-          continue
-        if _field(ann, 'num_keypoints', where) == 0:
-          self.num_dropped['no_keypoints'] += 1
-          continue
-      img = images[img_id]
-      box = _field(ann, 'bbox', where)
-      if len(box) != 4:
-        raise ValueError(f'{where}: bbox has {len(box)} values, expected 4')
-      bbox = pre.process_bbox(box, img['width'], img['height'])
-      if bbox is None:
-        self.num_dropped['degenerate_bbox'] += 1
-        continue
-      keep.append(self._parse(ann, img, bbox, image_dir, fits, where, fit_path))
+    with db.malformed(annot_path, ' annotations'):
+      annotations = list(_field(annot, 'annotations', str(annot_path)))
+    for k, ann in enumerate(annotations):
+      with db.malformed(annot_path, f' annotation #{k}'):
+        self._keep(ann, split, images, image_dir, fits, annot_path, fit_path, seen, keep)
     if not keep:
       raise ValueError(f'{annot_path}: no annotation survives the filters ({self.num_dropped})')
     # Flat arrays, one row per kept annotation (no per-item dicts of JSON lists).
@@ -247,10 +226,40 @@ class MSCOCO:
     self._arrays = {key: np.stack([k[key] for k in keep]) for key in keep[0]}
     log.info('MSCOCO %s: %d annotations kept, dropped %s', split, len(keep), self.num_dropped)
 
+  def _keep(self, ann, split, images, image_dir, fits, annot_path, fit_path, seen, keep):
+    """upstream's filters for one annotation; appends its record to `keep` if it passes."""
+    aid = ann.get('id') if isinstance(ann, dict) else None
+    where = f'{annot_path}: annotation {aid!r}'
+    aid = int(_field(ann, 'id', where))
+    if aid in seen:
+      raise ValueError(f'{where}: duplicate annotation id')
+    seen.add(aid)
+    img_id = int(_field(ann, 'image_id', where))
+    where = f'{annot_path}: annotation {aid} (image {img_id})'
+    if img_id not in images:
+      raise ValueError(f'{where}: image_id not in the images list')
+    if split == 'train':
+      if _field(ann, 'iscrowd', where):
+        self.num_dropped['crowd'] += 1
+        return
+      if _field(ann, 'num_keypoints', where) == 0:
+        self.num_dropped['no_keypoints'] += 1
+        return
+    img = images[img_id]
+    box = _field(ann, 'bbox', where)
+    if len(box) != 4:
+      raise ValueError(f'{where}: bbox has {len(box)} values, expected 4')
+    height, width = db.image_shape(img, where)
+    bbox = pre.process_bbox(box, width, height, where=f'{where} bbox')
+    if bbox is None:
+      self.num_dropped['degenerate_bbox'] += 1
+      return
+    keep.append(self._parse(ann, img, bbox, image_dir, fits, where, fit_path))
+
   def _parse(self, ann, img, bbox, image_dir, fits, where, fit_path) -> dict:
     rec = ex.empty_record(INFO.num_joints)
     rec['img_path'] = os.fspath(image_dir / img['file_name'])
-    rec['img_shape'] = np.array([img['height'], img['width']], np.int32)
+    rec['img_shape'] = np.array(db.image_shape(img, where), np.int32)
     rec['bbox'] = np.asarray(bbox, np.float32)
     rec['ann_id'] = np.int64(ann['id'])
     rec['img_id'] = np.int64(ann['image_id'])

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 
 class DataError(ValueError):
-  """A sample that cannot be turned into an example: names the dataset, index and file."""
+  """Data that cannot be read: names the dataset (and the index and file of a sample)."""
 
 
 # The fields every training example has, whatever its dataset (extras are dropped).
@@ -257,12 +257,48 @@ def _worker_init(worker_index: int, worker_count: int) -> None:
   _mark_flags_parsed()
 
 
+
+def _reader_name(reader) -> str:
+  info = getattr(reader, 'info', None)
+  name = info.name if info is not None else type(reader).__name__
+  return f'{name} {getattr(reader, "split", "")}'.strip()
+
+
 def build(groups: Sequence[Sequence[object]], config: PipelineConfig, *, train: bool = True,
           process_index: int = 0, process_count: int = 1):
   """Readers grouped as upstream (3D group, 2D group) -> (IterDataset, PositionSource)."""
   mixture = Mixture(tuple(tuple(g) for g in groups if len(g)))
   if not mixture.groups:
-    raise ValueError('no datasets to read')
+    raise DataError('no datasets to read')
+  for group, size in zip(mixture.groups, mixture.group_sizes):
+    if size == 0:   # upstream's MultipleDatasets divides by it (ZeroDivisionError)
+      names = ', '.join(_reader_name(r) for r in group)
+      raise DataError(f'no records to train on in the group {names} (0 records): every '
+                      "annotation was filtered out (see each reader's num_dropped) or the split "
+                      'is empty')
   source = make_source(mixture, config, train=train, process_index=process_index,
                        process_count=process_count)
   return make_dataset(source, config), source
+
+
+def close(iterator) -> None:
+  """Stops a pipeline iterator and frees the shared memory of the batches it handed out.
+
+  With worker processes (num_workers > 0) every array of a batch lives in a
+  shared-memory segment that grain unlinks from a background thread once the
+  array is garbage. A program that ends right after its last batch left up to
+  a batch's worth of segments unlinked, and Python's resource tracker then
+  printed "There appear to be 50 leaked shared_memory objects to clean up at
+  shutdown". Drop every reference to the batches first; this closes the
+  iterator, collects them and waits for grain's deleting thread (a fresh one
+  starts with the next multi-process iterator).
+  """
+  import gc
+  iterator.close()
+  gc.collect()
+  from grain._src.python.ipc import shared_memory_array   # no public way to wait for it
+  pool = shared_memory_array.SharedMemoryArray._del_thread_pool
+  if pool is not None:
+    pool.close()
+    pool.join()
+    shared_memory_array.SharedMemoryArray._disable_async_del()

@@ -52,15 +52,40 @@ def get_bbox(joint_img, joint_valid, extend_ratio: float = 1.2) -> np.ndarray:
   return np.array([cx - w / 2, cy - h / 2, w, h], np.float32)
 
 
-def sanitize_bbox(bbox, img_width, img_height) -> Optional[np.ndarray]:
+class BoxError(ValueError):
+  """A box that is not four numbers: the message names where it came from."""
+
+
+def _check_box(bbox, where: str) -> None:
+  """A box is four numbers; anything else (null, 3 values, strings, booleans) is named here.
+
+  Non-finite numbers pass: upstream's comparisons drop a NaN box (None) and
+  clip an infinite one, and so does `sanitize_bbox`.
+  """
+  try:
+    values = np.asarray(bbox)
+  except (TypeError, ValueError):
+    values = None
+  if bbox is None or values is None or values.shape != (4,) or values.dtype.kind not in 'iuf':
+    shown = repr(bbox) if len(repr(bbox)) < 80 else repr(bbox)[:77] + '...'
+    raise BoxError(f'{where}: a box must be 4 numbers [x, y, w, h], got {shown}')
+
+
+def sanitize_bbox(bbox, img_width, img_height, where: str = 'bbox') -> Optional[np.ndarray]:
   """upstream: sanitize_bbox. None for a box with no area inside the image.
 
-  The dtype follows the input, as upstream's np.array of the four values does.
+  The clips are upstream's np.max / np.min over (0, x) pairs, whose result
+  is a float as soon as the coordinate is (Python's max(0, -20.0) would be
+  the int 0, and one int edge with every other edge clipped made an
+  all-int box that `process_bbox` then truncated). The dtype is numpy's
+  promotion of the four values, as upstream's np.array of them: an
+  all-integer box stays integer and is truncated later (module docstring).
   """
+  _check_box(bbox, where)
   x, y, w, h = bbox
-  x1, y1 = max(0, x), max(0, y)
-  x2 = min(img_width - 1, x1 + max(0, w - 1))
-  y2 = min(img_height - 1, y1 + max(0, h - 1))
+  x1, y1 = np.max((0, x)), np.max((0, y))
+  x2 = np.min((img_width - 1, x1 + np.max((0, w - 1))))
+  y2 = np.min((img_height - 1, y1 + np.max((0, h - 1))))
   if w * h > 0 and x2 > x1 and y2 > y1:
     return np.array([x1, y1, x2 - x1, y2 - y1])
   return None
@@ -68,9 +93,12 @@ def sanitize_bbox(bbox, img_width, img_height) -> Optional[np.ndarray]:
 
 def process_bbox(bbox, img_width, img_height,
                  aspect_ratio: float = spaces.INPUT_IMG_SHAPE[1] / spaces.INPUT_IMG_SHAPE[0],
-                 scale: float = 1.25) -> Optional[np.ndarray]:
-  """upstream: process_bbox. Sanitise, widen to the crop's aspect, scale by 1.25 (xywh f32)."""
-  bbox = sanitize_bbox(bbox, img_width, img_height)
+                 scale: float = 1.25, where: str = 'bbox') -> Optional[np.ndarray]:
+  """upstream: process_bbox. Sanitise, widen to the crop's aspect, scale by 1.25 (xywh f32).
+
+  Raises BoxError (naming `where`) for a box that is not four numbers.
+  """
+  bbox = sanitize_bbox(bbox, img_width, img_height, where)
   if bbox is None:
     return None
   w, h = bbox[2], bbox[3]

@@ -86,53 +86,54 @@ class PW3D:
     self.info = INFO
     self.split = split
     path = _annotation_path(data_root, split)
-    try:
-      with open(path) as f:
-        content = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-      raise ValueError(f'{path}: cannot read the annotation file: {e}') from e
+    content = db.read_json(path)
     image_dir = path.parent / 'imageFiles'
 
     images = {}
-    for img in content.get('images', []):
-      where = f"{path} image id {img.get('id')}"
-      try:
-        cam = img['cam_param']
-        images[img['id']] = {
-            'path': str(image_dir / img['sequence'] / img['file_name']),
-            'shape': (int(img['height']), int(img['width'])),
-            'focal': _vector(cam['focal'], 2, where, 'cam_param.focal'),
-            'princpt': _vector(cam['princpt'], 2, where, 'cam_param.princpt'),
-        }
-      except KeyError as e:
-        raise ValueError(f'{where}: missing key {e}') from e
+    with db.malformed(path, ' (an object with images and annotations expected)'):
+      image_entries = list(content.get('images', []))
+      annotation_entries = list(content.get('annotations', []))
+    for k, img in enumerate(image_entries):
+      with db.malformed(path, f' image #{k}'):
+        where = f"{path} image id {img.get('id')}"
+        try:
+          cam = img['cam_param']
+          images[img['id']] = {
+              'path': str(image_dir / img['sequence'] / img['file_name']),
+              'shape': db.image_shape(img, where),
+              'focal': _vector(cam['focal'], 2, where, 'cam_param.focal'),
+              'princpt': _vector(cam['princpt'], 2, where, 'cam_param.princpt'),
+          }
+        except KeyError as e:
+          raise ValueError(f'{where}: missing key {e}') from e
 
     self.num_dropped = {'bbox': 0}
     paths, rows = [], []
-    for ann in content.get('annotations', []):
-      where = f"{path} annotation id {ann.get('id')}"
-      try:
-        img = images[ann['image_id']]
-        param = ann['smpl_param']
-        smpl = {k: _vector(param[k], n, where, f'smpl_param.{k}')
-                for k, n in SMPL_PARAM_SIZES.items()}
-        box = _vector(ann['bbox'], 4, where, 'bbox')
-        ann_id = int(ann['id'])
-      except KeyError as e:
-        raise ValueError(f'{where}: missing key {e}') from e
-      gender = param.get('gender', 'neutral')
-      if gender not in ex.GENDERS:
-        raise ValueError(f'{where}: smpl_param.gender must be one of {ex.GENDERS}, '
-                         f'got {gender!r}')
-      height, width = img['shape']
-      bbox = pre.process_bbox(box, width, height)
-      if bbox is None:
-        self.num_dropped['bbox'] += 1
-        continue
-      paths.append(img['path'])
-      rows.append((bbox, img['shape'], img['focal'], img['princpt'], smpl['pose'],
-                   smpl['shape'], smpl['trans'], ex.GENDERS.index(gender), ann_id,
-                   int(ann['image_id'])))
+    for k, ann in enumerate(annotation_entries):
+      with db.malformed(path, f' annotation #{k}'):
+        where = f"{path} annotation id {ann.get('id')}"
+        try:
+          img = images[ann['image_id']]
+          param = ann['smpl_param']
+          smpl = {key: _vector(param[key], n, where, f'smpl_param.{key}')
+                  for key, n in SMPL_PARAM_SIZES.items()}
+          box = _vector(ann['bbox'], 4, where, 'bbox')
+          ann_id = int(ann['id'])
+        except KeyError as e:
+          raise ValueError(f'{where}: missing key {e}') from e
+        gender = param.get('gender', 'neutral')
+        if gender not in ex.GENDERS:
+          raise ValueError(f'{where}: smpl_param.gender must be one of {ex.GENDERS}, '
+                           f'got {gender!r}')
+        height, width = img['shape']
+        bbox = pre.process_bbox(box, width, height, where=f'{where} bbox')
+        if bbox is None:
+          self.num_dropped['bbox'] += 1
+          continue
+        paths.append(img['path'])
+        rows.append((bbox, img['shape'], img['focal'], img['princpt'], smpl['pose'],
+                     smpl['shape'], smpl['trans'], ex.GENDERS.index(gender), ann_id,
+                     int(ann['image_id'])))
 
     self._img_path = paths
     columns = list(zip(*rows)) if rows else [[]] * 10

@@ -17,6 +17,7 @@ import dataclasses
 import importlib
 import math
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 import smplx_jax
+from h4w_jax.common import atomic
 from smplx_jax import render
 
 
@@ -221,23 +223,46 @@ DATASET_MODULES = {
 
 def write_mini_datasets(data_root, human_model_path, names: Optional[Sequence[str]] = None, *,
                         num: int = 8, seed: int = 0) -> Path:
-  """Write every (or the named) dataset's synthetic mini version under `data_root`."""
+  """Write every (or the named) dataset's synthetic mini version under `data_root`.
+
+  Each dataset is written into a temporary data root beside it
+  (`<NAME>.partial-*`) and its folder renamed to `data_root/<NAME>` when
+  complete, so `data_root/<NAME>` exists only whole: a run killed midway
+  leaves a `.partial-` folder that the next call removes and writes again.
+  An existing `data_root/<NAME>` is an error (it may be the real dataset).
+  """
   data_root = Path(data_root)
+  data_root.mkdir(parents=True, exist_ok=True)
   for offset, name in enumerate(names or DATASET_MODULES):
     module = importlib.import_module(f'h4w_datasets.{DATASET_MODULES[name]}')
     start = time.perf_counter()
-    module.write_synthetic(data_root, human_model_path, num=num, seed=seed + 1000 * offset)
+    final = data_root / name
+    if final.exists():   # never written into: it may be the real dataset
+      raise FileExistsError(f'{final} exists; remove it to write the synthetic {name} again')
+    atomic.remove_partials(final)
+    tmp_root = atomic.partial_path(final)
+    tmp_root.mkdir()
+    try:
+      module.write_synthetic(tmp_root, human_model_path, num=num, seed=seed + 1000 * offset)
+      os.rename(tmp_root / name, final)
+    finally:
+      shutil.rmtree(tmp_root, ignore_errors=True)
     print(f'  {name}: {time.perf_counter() - start:.1f} s', flush=True)
   return data_root
 
 
 def write_missing(data_root, human_model_path, names: Sequence[str], *, num: int = 8) -> None:
   """The quickstart's files, written once: synthetic body models in `human_model_path` unless
-  SMPL-X is there, and the mini datasets of `names` that have no folder in `data_root`."""
+  SMPL-X files not written by smplx_jax.synthetic are there, and the mini datasets of `names`
+  that have no folder in `data_root`. What a killed earlier run left half-written (body
+  models: `smplx_jax.synthetic.status` 'incomplete'; datasets: `.partial-` folders) is
+  written again."""
   from smplx_jax import synthetic as body_synthetic
   hmf = Path(human_model_path)
-  if not (hmf / 'smplx' / 'SMPLX_NEUTRAL.npz').exists():
-    print(f'Writing synthetic body-model files to {hmf} (once) ...', flush=True)
+  state = body_synthetic.status(hmf)
+  if state in ('absent', 'incomplete'):
+    again = ' again: the last write did not finish' if state == 'incomplete' else ' (once)'
+    print(f'Writing synthetic body-model files to {hmf}{again} ...', flush=True)
     body_synthetic.write_human_model_files(hmf, seed=0)
   missing = [n for n in names if not (Path(data_root) / n).is_dir()]
   if missing:

@@ -138,7 +138,10 @@ def create(model_path: str | os.PathLike, model_type: str = 'smpl', *,
                          f'{folder.parent if model_path.is_dir() else folder}` to see '
                          'which body-model files are expected where.')
   data = model_files.load(path, model_type)
-  base = _base_fields(data, num_betas, dtype)
+  try:
+    base = _base_fields(data, num_betas, dtype)
+  except ModelFileError as e:   # a kinematic tree that is not one
+    raise ModelFileError(f'{path}: {e}') from None
   common = dict(base, gender=gender, precision=precision)
 
   if model_type == 'smpl':

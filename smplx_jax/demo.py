@@ -26,9 +26,11 @@ def default_model_path() -> Path:
   """Synthetic human_model_files in the user cache, generated on first use."""
   root = Path(os.environ.get('H4W_JAX_CACHE_HOME', Path.home() / '.cache' / 'h4w_jax'))
   path = root / 'synthetic_human_model_files'
-  if not (path / 'smplx' / 'SMPLX_NEUTRAL.npz').exists():
-    from smplx_jax import synthetic
-    print(f'Writing synthetic body-model files to {path} (once) ...')
+  from smplx_jax import synthetic
+  state = synthetic.status(path)
+  if state in ('absent', 'incomplete'):
+    again = ' again: the last write did not finish' if state == 'incomplete' else ' (once)'
+    print(f'Writing synthetic body-model files to {path}{again} ...')
     synthetic.write_human_model_files(path, seed=0)
   return path
 

@@ -146,6 +146,9 @@ def validate(raw: Mapping[str, Any], schema: str, where: str) -> dict[str, np.nd
     if not key.integer and not np.all(np.isfinite(value)):
       problems.append(f'key {key.name!r}: holds NaN or Inf')
       continue
+    if not key.integer and value.size and np.abs(value).max() > np.finfo(np.float32).max:
+      problems.append(f'key {key.name!r}: holds values beyond float32 (they would become Inf)')
+      continue
     out[key.name] = value
   if 'P' in symbols and 'J' in symbols and symbols['P'] != 9 * (symbols['J'] - 1):
     problems.append(f"key 'posedirs': {symbols['P']} pose components, expected "

@@ -80,6 +80,9 @@ or ``python -m smplx_jax.synthetic OUT_DIR [--seed N] [--no-chumpy]``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
 import pathlib
 import struct
 import sys
@@ -98,6 +101,7 @@ from smplx_jax import vertex_ids
 
 __all__ = [
     'write_human_model_files',
+    'status',
     'SMPLX_JOINT_NAMES',
     'SMPLX_PARENTS',
     'SMPL_PARENTS',
@@ -370,8 +374,26 @@ def _new_csc(m: sparse.spmatrix) -> _PyObj:
   return _PyObj(cls.__module__, cls.__qualname__, state)
 
 
+_PARTIAL = '.partial-'
+
+
+@contextlib.contextmanager
+def _atomic_open(path):
+  """Writes under a temporary name, renamed to ``path`` when complete: a killed run leaves
+  no half-written model file under the official name."""
+  path = pathlib.Path(path)
+  tmp = path.with_name(f'{path.name}{_PARTIAL}{os.getpid()}')
+  try:
+    with open(tmp, 'wb') as fh:
+      yield fh
+    os.replace(tmp, path)
+  except BaseException:
+    tmp.unlink(missing_ok=True)
+    raise
+
+
 def _write_pickle(path, obj, py2: bool = True) -> None:
-  with open(path, 'wb') as fh:
+  with _atomic_open(path) as fh:
     _P2Writer(fh, py2=py2).dump(obj)
 
 
@@ -390,7 +412,8 @@ def _write_npy(fh, arr: np.ndarray) -> None:
 
 def _write_npz(path, arrays: Dict[str, np.ndarray]) -> None:
   """``np.savez`` equivalent with fixed zip timestamps (byte-reproducible)."""
-  with zipfile.ZipFile(path, 'w', compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+  with _atomic_open(path) as out, \
+      zipfile.ZipFile(out, 'w', compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
     for key, val in arrays.items():
       info = zipfile.ZipInfo(key + '.npy', date_time=(1980, 1, 1, 0, 0, 0))
       info.compress_type = zipfile.ZIP_STORED
@@ -400,7 +423,7 @@ def _write_npz(path, arrays: Dict[str, np.ndarray]) -> None:
 
 
 def _save_npy(path, arr) -> None:
-  with open(path, 'wb') as fh:
+  with _atomic_open(path) as fh:
     _write_npy(fh, arr)
 
 
@@ -2133,12 +2156,21 @@ def write_human_model_files(root, seed: int = 0, *, chumpy: bool = True) -> path
   scipy sparse) and load with the PyPI ``smplx`` package.  Pickles hold
   Python-2 style byte strings: load them with ``encoding='latin1'``.
 
+  Each file is written under a temporary name and renamed when complete, and
+  ``SYNTHETIC_MODELS.json`` records the set: ``"complete": false`` before the
+  first file, the file list with sizes after the last. A run killed midway
+  therefore leaves a folder that ``status`` calls ``'incomplete'``, which the
+  quickstart writes again.
+
   Returns ``pathlib.Path(root)``.
   """
   root = pathlib.Path(root)
   for sub in ('smplx', 'smpl', 'mano', 'flame'):
     (root / sub).mkdir(parents=True, exist_ok=True)
+    for stale in (root / sub).glob(f'*{_PARTIAL}*'):   # left by a killed earlier run
+      stale.unlink(missing_ok=True)
   seed = int(seed)
+  _write_marker(root, {'complete': False, 'seed': seed, 'chumpy': chumpy})
   # the arrays are large (about 1.6 GB in total): files are written by a small
   # thread pool (file I/O and CRCs release the GIL) while the next models are built
   with ThreadPoolExecutor(max_workers=3) as pool:
@@ -2173,7 +2205,50 @@ def write_human_model_files(root, seed: int = 0, *, chumpy: bool = True) -> path
              _official(model, chumpy))
     for job in jobs:
       job.result()
+  written = sorted(p for p in root.rglob('*') if p.is_file() and p.name != MARKER
+                   and p.parent != root and _PARTIAL not in p.name)
+  _write_marker(root, {'complete': True, 'seed': seed, 'chumpy': chumpy,
+                       'files': {p.relative_to(root).as_posix(): p.stat().st_size
+                                 for p in written}})
   return root
+
+
+MARKER = 'SYNTHETIC_MODELS.json'
+
+
+def _write_marker(root: pathlib.Path, record: dict) -> None:
+  with _atomic_open(root / MARKER) as fh:
+    fh.write(json.dumps({'writer': 'smplx_jax.synthetic', **record}, indent=1).encode())
+
+
+def status(root) -> str:
+  """What ``root`` holds, for writers that fill a folder once (quickstart, demo).
+
+  Returns:
+    'complete': a finished set of synthetic files, each of its recorded size;
+    'incomplete': a synthetic set whose writing did not finish (or a file
+      went missing or changed size since): write it again;
+    'other': SMPL-X files not written by this module (the licensed ones, or
+      synthetic ones from before the marker existed): never overwrite;
+    'absent': no SMPL-X file and no marker: write.
+  """
+  root = pathlib.Path(root)
+  try:
+    record = json.loads((root / MARKER).read_text())
+  except FileNotFoundError:
+    has_smplx = any((root / 'smplx' / f'SMPLX_NEUTRAL.{ext}').exists() for ext in ('npz', 'pkl'))
+    return 'other' if has_smplx else 'absent'
+  except (ValueError, OSError):
+    return 'incomplete'
+  files = record.get('files') if isinstance(record, dict) else None
+  if not isinstance(record, dict) or record.get('complete') is not True \
+      or not isinstance(files, dict) or not files:
+    return 'incomplete'
+  for name, size in files.items():
+    path = root / name
+    if not path.is_file() or path.stat().st_size != size:
+      return 'incomplete'
+  return 'complete'
 
 
 def _main(argv=None) -> int:

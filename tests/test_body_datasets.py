@@ -392,3 +392,14 @@ def test_errors_name_the_file_and_annotation(root, tmp_path):
   with pytest.raises(ValueError, match=r"MPI-INF-3DHP_1k.json annotation 0 \(image 0\): "
                                        r"'camera R' has 3 values"):
     mpi_inf_3dhp.MPI_INF_3DHP(bad)
+
+
+def test_a_null_box_names_the_file_and_annotation(root, tmp_path):
+  """upstream's MPII.load_data hands `"bbox": null` to process_bbox, which fails unpacking it
+  (TypeError, no file named); here the same annotation is refused with its file and id."""
+  def null_box(data):
+    data['annotations'][2]['bbox'] = None
+  bad = _corrupt(root, tmp_path, 'MPII', 'data/annotations/train.json', null_box)
+  with pytest.raises(ValueError, match=r'train.json annotation 202 \(image 202\) bbox: a box '
+                                       r'must be 4 numbers \[x, y, w, h\], got None'):
+    mpii.MPII(bad)

@@ -40,8 +40,7 @@ def _config(name, data_root, hmf, **eval_fields):
   config.data_root = str(data_root)
   config.human_model_path = str(hmf)
   config.batch_size = BATCH
-  config.data.num_workers = 0
-  config.model.body_depth = config.model.hand_depth = config.model.face_depth = 10
+  config.data.num_workers = 0   # config.model's depths stay upstream's: the weights' are used
   config.eval.update(eval_fields)
   return config
 
@@ -213,7 +212,8 @@ def test_missing_or_unusable_checkpoint_is_a_clear_error(ehf_run, tmp_path, mode
     files.load_variables(tmp_path, model_cfg)
   wrong = model_lib.ModelConfig(body_depth=18, hand_depth=10, face_depth=10)
   ckpt = files.save_checkpoint(tmp_path / 'small', _random_variables(model_cfg), epoch=0)
-  with pytest.raises(files.WeightsError, match='body_depth'):
+  with pytest.raises(files.WeightsError, match=r'ResNet-18/10/10 backbones; the weights have '
+                                               r'ResNet-10/10/10 backbones'):
     files.load_variables(ckpt, wrong)
 
 

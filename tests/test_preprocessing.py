@@ -103,3 +103,42 @@ def test_hand_face_boxes(prefix, x_scale, dummy):
     assert float(valid) == G[f'{prefix}_valid'][case]
     if valid:  # never flipped in place (upstream's view-mutation quirk is not kept)
       np.testing.assert_array_equal(box, G[f'{prefix}_bbox_in'][case])
+
+
+E = np.load(Path(__file__).parent / 'data' / 'bbox_edge_goldens.npz')
+
+
+def _edge_box(row):
+  values, kind = E['box_in'][row], str(E['box_kind'][row])
+  if kind == 'f32':
+    return np.asarray(values, np.float32)
+  if kind == 'int':
+    return [int(v) for v in values]
+  if kind == 'mixed':   # Python ints where the value is whole, as JSON gives them
+    return [int(v) if float(v).is_integer() else float(v) for v in values]
+  return [float(v) for v in values]
+
+
+@pytest.mark.parametrize('row', range(len(E['box_in'])))
+def test_box_edges_match_upstream(row):
+  """Float boxes that cross the left/top edge and are clipped at both far edges stay float
+  (Python's max(0, -20.0) is the int 0, which made `[-20, -30, 700, 600]` in 640x480 come out
+  as [-79, -293, 798, 1065]; upstream: [-79.875, -293, 798.75, 1065]). Exact equality: both
+  sides do the same float64 arithmetic and the same float32 cast."""
+  w, h = (int(v) for v in E['img_wh'][row])
+  sanitized = pre.sanitize_bbox(_edge_box(row), w, h)
+  assert (sanitized is not None) == E['sanitize_valid'][row]
+  if sanitized is not None:
+    np.testing.assert_array_equal(sanitized, E['sanitize_out'][row])
+    assert (sanitized.dtype.kind == 'i') == E['sanitize_is_int'][row]
+  processed = pre.process_bbox(_edge_box(row), w, h)
+  assert (processed is not None) == E['process_valid'][row]
+  if processed is not None:
+    np.testing.assert_array_equal(processed, E['process_out'][row])
+
+
+@pytest.mark.parametrize('bad', [None, [1, 2, 3], [1, 2, 3, 'x'], [[1, 2], [3, 4]],
+                                 [True, False, True, True], {'x': 1}])
+def test_a_box_that_is_not_four_numbers_is_named(bad):
+  with pytest.raises(pre.BoxError, match=r'^train\.json annotation 7 bbox: a box must be 4'):
+    pre.process_bbox(bad, 640, 480, where='train.json annotation 7 bbox')

@@ -127,7 +127,8 @@ def test_layout(official, clean):
     for rel in ALL_FILES:
       assert (root / rel).is_file(), rel
     written = sorted(str(p.relative_to(root)) for p in root.rglob('*') if p.is_file())
-    assert written == sorted(ALL_FILES)
+    assert written == sorted(ALL_FILES + [syn.MARKER])   # the marker: a complete set
+    assert syn.status(root) == 'complete'
 
 
 def test_smplx_keys_shapes_dtypes(clean, smplx_npz):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from h4w_jax.common import spaces
+from h4w_jax.common import atomic, spaces
 from smplx_jax import render
 
 CROP_FOCAL = tuple(f * spaces.INPUT_IMG_SHAPE[1] / spaces.INPUT_BODY_SHAPE[1] for f in spaces.FOCAL)
@@ -32,7 +32,8 @@ def overlay(image_uint8: np.ndarray, vertices_cam: np.ndarray, faces: np.ndarray
 
 
 def save_png(path, image) -> Path:
+  """A PNG written whole or not at all (h4w_jax.common.atomic)."""
   path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  render.save_png(path, image)
+  with atomic.open_for_writing(path) as f:
+    render.save_png(f, image)
   return path

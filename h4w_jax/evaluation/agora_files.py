@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from h4w_jax.common import spaces
+from h4w_jax.common import atomic, spaces
 from h4w_jax.common.dataset_constants import AGORA_IMAGE_SHAPE
 
 def agora_save_name(img_path: str, resolution=AGORA_IMAGE_SHAPE, test_set: str = 'val') -> str:
@@ -133,7 +133,7 @@ def write_agora_results(out_dir: str | os.PathLike, save_names: Sequence[str],
     record = {'params': {name: np.array(value[i]) for name, value in params.items()},
               'joints': joints[i].reshape(1, -1, 2)}
     path = out_dir / f'{save_name}_personId_{int(person_id)}.pkl'
-    with open(path, 'wb') as f:
+    with atomic.open_for_writing(path) as f:
       pickle.dump(record, f)
     paths.append(path)
   return paths

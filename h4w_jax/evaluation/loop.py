@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from h4w_datasets import example as ex
-from h4w_jax.common import sharding
+from h4w_jax.common import atomic, config_checks, sharding
 from h4w_jax.evaluation import agora_files, metrics
 from h4w_jax.models import hand4whole as model_lib
 from h4w_jax.models import outputs, targets
@@ -45,6 +45,8 @@ from smplx_jax import safe_pickle
 
 
 DATASETS = ('EHF', 'AGORA', 'PW3D')
+SPLITS = {'EHF': ('test',), 'AGORA': ('train', 'validation', 'test'),
+          'PW3D': ('train', 'validation', 'test')}
 # Batch fields each dataset's ground truth needs (besides the crop).
 _COMMON_KEYS = ('img', 'color_scale', 'sample_valid', 'index')
 _GT_KEYS = {
@@ -228,9 +230,8 @@ def finish(net, batch, consts, *, dataset: str, has_gt: bool):
 
 
 def model_config(config) -> model_lib.ModelConfig:
-  m = config.model
-  return model_lib.ModelConfig(body_depth=m.body_depth, hand_depth=m.hand_depth,
-                               face_depth=m.face_depth, fix_lhand_flip=m.fix_lhand_flip)
+  """The settings of config.model but the backbone depths, which come from the weights."""
+  return model_lib.ModelConfig(fix_lhand_flip=config.model.fix_lhand_flip)
 
 
 def _smplx_layer(human_model_path, gender):
@@ -307,20 +308,24 @@ def _agora_files(reader, split: str, index: np.ndarray, agora: dict, out_dir: Pa
 def run(config, checkpoint, out_dir='results') -> dict[str, Any]:
   """Evaluate `checkpoint` on config.eval.dataset; returns what the JSON holds."""
   from h4w_datasets import pipeline, registry
+  try:   # every setting, before anything is read or written
+    config_checks.check_evaluation(config, checkpoint, devices=jax.device_count(),
+                                   processes=jax.process_count(), datasets=DATASETS,
+                                   splits=SPLITS.get)
+  except config_checks.ConfigError as e:
+    raise EvalError(str(e)) from None
   ev = config.eval
   dataset = ev.dataset
-  if dataset not in DATASETS:
-    raise EvalError(f'config.eval.dataset must be one of {DATASETS}, got {dataset!r}')
   is_chief = jax.process_index() == 0
   out_dir = Path(out_dir)
-  model_cfg = model_config(config)
   started = time.perf_counter()
 
   # ---------------------------------------------------------------- Weights
-  try:
-    variables, what = files.load_variables(checkpoint, model_cfg)
+  try:   # the architecture is the weights' (config.model's depths are not needed)
+    variables, model_cfg, what = files.load_model(checkpoint, model_config(config))
   except files.WeightsError as e:
     raise EvalError(str(e)) from e
+  what += f', {files.depths_str(model_cfg)} backbones'
 
   # ---------------------------------------------------------------- Data
   options = dict(config.dataset_options.to_dict().get(dataset, {}))
@@ -331,9 +336,6 @@ def run(config, checkpoint, out_dir='results') -> dict[str, Any]:
   except (FileNotFoundError, ValueError) as e:
     raise EvalError(str(e)) from e
   has_gt = not (dataset == 'AGORA' and ev.split == 'test')
-  if config.batch_size % jax.process_count() or config.batch_size % jax.device_count():
-    raise EvalError(f'batch_size {config.batch_size} does not split over {jax.device_count()} '
-                    f'devices in {jax.process_count()} processes')
   data_cfg = pipeline.PipelineConfig(
       local_batch=config.batch_size // jax.process_count(), num_epochs=1,
       num_workers=config.data.num_workers, read_threads=config.data.read_threads,
@@ -356,12 +358,15 @@ def run(config, checkpoint, out_dir='results') -> dict[str, Any]:
 
   # ---------------------------------------------------------------- Loop
   host = []
-  for step, local in enumerate(data):
+  batches = iter(data)
+  for step, local in enumerate(batches):
     batch = sharding.global_batch(_local_batch(local, keys), mesh)
     net = apply(variables, batch['img'], batch['color_scale'])
     host.append(_to_host(finish(net, batch, consts, dataset=dataset, has_gt=has_gt)))
     if is_chief and (step + 1) % config.log_every == 0:
       print(f'batch {step + 1}/{source.steps_per_epoch}', flush=True)
+  local = None   # the last batch's shared memory goes with the iterator
+  pipeline.close(batches)
   gathered = jax.tree.map(lambda *xs: np.concatenate(xs), *host)
   real = gathered['sample_valid'] > 0
   if int(real.sum()) != len(reader):
@@ -387,9 +392,10 @@ def run(config, checkpoint, out_dir='results') -> dict[str, Any]:
     agora = {k: v[real] for k, v in gathered['agora'].items()}
     folder = _agora_files(reader, ev.split, index, agora, out_dir)
     result['agora_predictions'] = str(folder)
-  np.savez(out_dir / f'{name}_per_sample.npz', index=index, **per_sample)
+  with atomic.open_for_writing(out_dir / f'{name}_per_sample.npz') as f:
+    np.savez(f, index=index, **per_sample)
   result['per_sample'] = f'{name}_per_sample.npz'
-  (out_dir / f'{name}.json').write_text(json.dumps(result, indent=1) + '\n')
+  atomic.write_text(out_dir / f'{name}.json', json.dumps(result, indent=1) + '\n')
   title = f'{dataset} {ev.split}, {result["num_samples"]} samples ({what})'
   print(metrics.format_table(result['metrics'], title) if has_gt else title)
   published = result['published']

@@ -63,7 +63,7 @@ import cv2
 import numpy as np
 
 from h4w_datasets import preprocessing
-from h4w_jax.common import draw
+from h4w_jax.common import atomic, draw
 from h4w_jax.inference import boxes as box_ops
 from h4w_jax.inference import detect
 from h4w_jax.inference import export
@@ -315,7 +315,7 @@ def run_pictures(args, predictor, source: BoxSource, files: list[Path], names: l
         write_person(args.out / f'{item.name}_p{p.id}', item, p, faces, obj=not args.no_obj,
                      crop=True, alpha=args.alpha)
     progress.update()
-  (args.out / 'detections.json').write_text(json.dumps(records, indent=1) + '\n')
+  atomic.write_text(args.out / 'detections.json', json.dumps(records, indent=1) + '\n')
   if skipped:
     print(f'{len(skipped)} pictures have no entry in {args.boxes}: skipped ({skipped[:5]}...)')
   print(f'Wrote {found} people from {len(files) - len(errors) - len(skipped) - len(no_person)} '
@@ -394,14 +394,14 @@ def run_video(args, predictor, source: BoxSource, reader: media.VideoReader) -> 
     if sink is not None:
       sink.close()
 
-  (args.out / 'detections.json').write_text(json.dumps(records, indent=1) + '\n')
+  atomic.write_text(args.out / 'detections.json', json.dumps(records, indent=1) + '\n')
   summary = {}
   for track_id, track in sorted(tracks.items()):
     motion = export.amass_motion(track['frames'], track['params'], image_shape, reader.fps,
                                  predictor.layer)
     export.save_amass(frames_dir / f'track_{track_id}_amass.npz', motion)
     summary[str(track_id)] = {'frames': track['frames'], 'boxes': track['boxes']}
-  (frames_dir / 'tracks.json').write_text(json.dumps(
+  atomic.write_text(frames_dir / 'tracks.json', json.dumps(
       {'fps': reader.fps, 'smoothing': args.smoothing, 'max_gap': args.max_gap,
        'tracks': summary}) + '\n')
   print(f'{len(tracks)} tracks over {progress.done} frames: per-frame results and one '
@@ -433,7 +433,8 @@ def source_summary(args) -> str:
 def _parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog=parser_prog(), description=__doc__.split('\n\n')[0])
   parser.add_argument('--checkpoint', type=Path, required=True,
-                      help='a checkpoint folder of `python -m h4w_jax.convert`')
+                      help='a checkpoint folder of `python -m h4w_jax.convert`, an upstream '
+                      'snapshot .pth.tar or a training workdir (backbone depths: the weights\')')
   source = parser.add_mutually_exclusive_group(required=True)
   source.add_argument('--image', type=Path, help='one picture')
   source.add_argument('--images', type=Path, help='a folder of pictures')
@@ -490,9 +491,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.error('--smoothing must be >= 0')
   if args.max_gap < 0 or args.max_people < 0 or args.overlay_max_side < 1:
     parser.error('--max-gap and --max-people must be >= 0, --overlay-max-side >= 1')
+  from h4w_jax.weights.files import WeightsError
   try:
     return _main(args)
-  except (InputError, ValueError, preprocessing.ImageError, detect.DetectorUnavailable) as e:
+  except (InputError, ValueError, preprocessing.ImageError, detect.DetectorUnavailable,
+          WeightsError) as e:
     print(f'{parser.prog}: error: {e}', file=sys.stderr)
     return 1
 
@@ -515,10 +518,9 @@ def _main(args) -> int:
     jax.config.update('jax_platforms', args.platform)
 
   # Inputs are checked before the (slow) model load.
-  from h4w_jax.weights import files as weight_files
-  if not (args.checkpoint / weight_files.META_FILE).is_file():
-    raise InputError(f'{args.checkpoint}: not a checkpoint of `python -m h4w_jax.convert` '
-                     f'(no {weight_files.META_FILE})')
+  if not args.checkpoint.exists():
+    raise InputError(f'{args.checkpoint}: no such checkpoint (a folder of '
+                     '`python -m h4w_jax.convert`, an upstream .pth.tar or a training workdir)')
   path = args.image or args.images or args.video
   if not path.exists():
     raise InputError(f'{path}: no such file or folder')

@@ -42,7 +42,7 @@ from typing import Sequence
 import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
-from h4w_jax.common import draw
+from h4w_jax.common import atomic, draw
 from h4w_jax.common import spaces
 from h4w_jax.inference import predictor
 
@@ -53,7 +53,7 @@ WORLD_FROM_CAMERA = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]
 
 def save_obj(path: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
   """A Wavefront OBJ: `v x y z` lines, then 1-based `f a b c` triangles."""
-  with open(path, 'w') as f:
+  with atomic.open_for_writing(path, 'w') as f:
     np.savetxt(f, np.asarray(vertices, np.float64), fmt='v %.8g %.8g %.8g')
     np.savetxt(f, np.asarray(faces, np.int64) + 1, fmt='f %d %d %d')
 
@@ -87,9 +87,10 @@ def person_record(params: dict, bbox, image_shape, *, person_id: int, detection)
 def save_record(stem: Path, record: dict) -> None:
   """stem_smplx.json and stem_smplx.npz, the same numbers."""
   stem.parent.mkdir(parents=True, exist_ok=True)
-  Path(f'{stem}_smplx.json').write_text(
-      json.dumps({k: np.asarray(v).tolist() for k, v in record.items()}) + '\n')
-  np.savez(f'{stem}_smplx.npz', **record)
+  atomic.write_text(f'{stem}_smplx.json',
+                    json.dumps({k: np.asarray(v).tolist() for k, v in record.items()}) + '\n')
+  with atomic.open_for_writing(f'{stem}_smplx.npz') as f:
+    np.savez(f, **record)
 
 
 # ---------------------------------------------------------------------------
@@ -174,5 +175,6 @@ def amass_motion(frames: Sequence[int], params: Sequence[dict], image_shape, fps
 def save_amass(path: Path, motion: dict[str, np.ndarray]) -> Path:
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  np.savez(path, **motion)
+  with atomic.open_for_writing(path) as f:
+    np.savez(f, **motion)
   return path

@@ -76,18 +76,23 @@ class Predictor:
   max_batch: int = 8              # crops per network call (the largest shape bucket)
 
   @classmethod
-  def from_checkpoint(cls, checkpoint_dir: str | os.PathLike, human_model_path,
+  def from_checkpoint(cls, checkpoint: str | os.PathLike, human_model_path,
                       model_config: model_lib.ModelConfig | None = None, max_batch: int = 8):
-    """Loads an orbax checkpoint written by `python -m h4w_jax.convert`.
+    """Loads a checkpoint folder of `python -m h4w_jax.convert`, an upstream
+    `snapshot_<N>.pth.tar` or a training workdir (its newest good step).
 
     model_config: None takes upstream's settings with the backbone depths of
-    the checkpoint (50/50/18 for upstream's weights, e.g. 18/18/18 for the
-    quickstart's).
+    the checkpoint (50/50/18 for upstream's weights, 18/10/10 for the
+    quickstart's); a given one must fit the weights (files.WeightsError).
     """
-    variables, meta = files.load_checkpoint(checkpoint_dir)
-    return cls(variables=variables, layer=outputs.smplx_layer(human_model_path),
-               epoch=meta.get('epoch'), config=model_config or files.model_config_of(variables),
-               max_batch=max_batch)
+    variables, config, _, epoch = files.load_model(
+        checkpoint, model_config or model_lib.ModelConfig(), with_epoch=True)
+    if model_config is not None and config != model_config:
+      raise files.WeightsError(
+          f'{checkpoint} has {files.depths_str(config)} backbones; model_config says '
+          f'{files.depths_str(model_config)}')
+    return cls(variables=variables, layer=outputs.smplx_layer(human_model_path), epoch=epoch,
+               config=config, max_batch=max_batch)
 
   def __call__(self, images) -> dict[str, np.ndarray]:
     """images: (B, 512, 384, 3) float RGB crops in [0, 1], channels last, B >= 1."""

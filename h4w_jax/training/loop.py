@@ -24,7 +24,8 @@ import numpy as np
 from h4w_jax.common import draw, sharding
 from h4w_jax.models import hand4whole as model_lib
 from h4w_jax.models import outputs, targets
-from h4w_jax.training import checkpoints, feeding, guard, inputs, logs, optim, step as step_lib
+from h4w_jax.training import (checkpoints, config_checks, feeding, guard, inputs, logs, optim,
+                              step as step_lib)
 from h4w_jax.weights import stages
 
 log = logging.getLogger('h4w_jax.train')
@@ -86,6 +87,7 @@ def _check_files(config) -> None:
 
 def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[str, Any]:
   """Train as `config` says; returns the last logged metrics (host floats)."""
+  config_checks.check_training(config)   # ConfigError before anything is created
   workdir = Path(workdir)
   is_chief = jax.process_index() == 0
   if is_chief:
@@ -163,11 +165,11 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
   # ---------------------------------------------------------------- Train loop
   # Metrics stay on the device between sync steps (logs, checkpoints, epoch ends); the
   # next batches are assembled and transferred in the background meanwhile.
-  writer = logs.SummaryWriter(workdir / 'tb') if is_chief else None
   divergence = guard.DivergenceMonitor(config.guard.divergence_factor,
                                        config.guard.divergence_logs)
   watchdog = guard.Watchdog(0, '')
   first_step = int(state.step)
+  writer = logs.SummaryWriter(workdir / 'tb', resume_step=first_step) if is_chief else None
   feed = feeding.Prefetcher(data_iter, mesh, depth=config.data.prefetch_batches,
                             check=functools.partial(inputs.check_batch, batch_size=local_batch,
                                                     crop_dtype=config.data.crop_dtype))

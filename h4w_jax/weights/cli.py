@@ -15,7 +15,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from h4w_jax.weights import stages, torch_pickle
-from h4w_jax.weights.files import (load_checkpoint, load_snapshot, read_state_dict,
+from h4w_jax.weights.files import (check_variables, depths_str, load_checkpoint, load_snapshot,
+                                   model_config_of, model_config_of_state_dict, read_state_dict,
                                    save_checkpoint, save_snapshot)
 from h4w_jax.weights.keys import batches_tracked, flax_to_torch, modules, shapes, torch_to_flax
 
@@ -23,10 +24,12 @@ from h4w_jax.weights.keys import batches_tracked, flax_to_torch, modules, shapes
 # Command line
 # ---------------------------------------------------------------------------
 
-def model_variable_shapes() -> Mapping:
-  """Shapes of the default model's variables; the model code is imported only here."""
+def model_variable_shapes(config=None) -> Mapping:
+  """Shapes of the model's variables (upstream's 50/50/18 backbones when `config` is None);
+  the model code is imported only here."""
   from h4w_jax.models import hand4whole
-  return hand4whole.variable_shapes()
+  from h4w_jax.weights import files
+  return files.variable_shapes(config or hand4whole.ModelConfig())
 
 
 def summarize(variables: Mapping) -> list[tuple[str, int, int]]:
@@ -43,7 +46,7 @@ def summarize(variables: Mapping) -> list[tuple[str, int, int]]:
 
 def _print_summary(variables: Mapping, epoch: int | None) -> None:
   rows = summarize(variables)
-  print(f'epoch: {epoch}')
+  print(f'epoch: {epoch}, backbones {depths_str(model_config_of(variables))}')
   print(f'{"module":<20} {"tensors":>8} {"parameters":>12}')
   for name, n, size in rows:
     print(f'{name:<20} {n:>8} {size:>12,}')
@@ -52,7 +55,9 @@ def _print_summary(variables: Mapping, epoch: int | None) -> None:
 
 def _from_torch(args) -> None:
   state_dict, epoch, extras = load_snapshot(args.snapshot)
-  variables = torch_to_flax(state_dict, model_variable_shapes(), where=str(args.snapshot))
+  # The backbone depths are the file's (upstream's 50/50/18, the quickstart's 18/10/10, ...).
+  config = model_config_of_state_dict(state_dict, str(args.snapshot))
+  variables = torch_to_flax(state_dict, model_variable_shapes(config), where=str(args.snapshot))
   save_checkpoint(args.out, variables, epoch, source=args.snapshot,
                   num_batches_tracked=batches_tracked(state_dict))
   _print_summary(variables, epoch)
@@ -63,6 +68,8 @@ def _from_torch(args) -> None:
 
 def _to_torch(args) -> None:
   variables, meta = load_checkpoint(args.snapshot)
+  config = model_config_of(variables, str(args.snapshot))   # every variable must fit the model
+  check_variables(variables, model_variable_shapes(config), args.snapshot, config)
   save_snapshot(args.out, flax_to_torch(variables, meta.get('num_batches_tracked', 0)),
                 meta.get('epoch'))
   _print_summary(variables, meta.get('epoch'))

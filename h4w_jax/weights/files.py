@@ -9,7 +9,10 @@ without torch and without plain pickle.
 from __future__ import annotations
 
 import collections
+import dataclasses
+import functools
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -17,10 +20,14 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 
+from h4w_jax.common import atomic
 from h4w_jax.models import hand4whole as model_lib
 from h4w_jax.models import resnet
-from h4w_jax.weights import torch_pickle
-from h4w_jax.weights.keys import flax_to_torch, leaves, nest, torch_to_flax
+from h4w_jax.weights import integrity, torch_pickle
+from h4w_jax.weights.keys import flax_path, flax_to_torch, leaves, nest, torch_to_flax
+
+
+log = logging.getLogger('h4w_jax.weights')
 
 
 class WeightsError(ValueError):
@@ -88,7 +95,13 @@ def save_checkpoint(directory: str | os.PathLike, variables: Mapping, epoch: int
                     source: str | os.PathLike | None = None,
                     num_batches_tracked: Mapping[str, int] | None = None,
                     notes: Mapping[str, Any] | None = None) -> Path:
-  """Writes `directory/variables` (an orbax PyTree checkpoint) and `directory/meta.json`.
+  """Writes `directory/variables` (an orbax PyTree checkpoint with checksums) and
+  `directory/meta.json`, in that order.
+
+  orbax renames `variables` into place when complete; meta.json is written
+  last, atomically, so a folder with meta.json holds a complete checkpoint. A
+  folder left with `variables/` but no meta.json by a killed run is an
+  incomplete write: it is removed and written again.
 
   Args:
     directory: created if needed; must not hold a checkpoint already.
@@ -101,42 +114,71 @@ def save_checkpoint(directory: str | os.PathLike, variables: Mapping, epoch: int
   Returns:
     The directory.
   """
+  import shutil
+
   import orbax.checkpoint as ocp
   directory = Path(directory).absolute()
-  if (directory / VARIABLES_DIR).exists() or (directory / META_FILE).exists():
+  if (directory / META_FILE).exists():
     raise FileExistsError(f'{directory}: already holds a checkpoint; remove it first')
+  if (directory / VARIABLES_DIR).exists():
+    log.warning('%s: %s/ without %s is an unfinished earlier write; writing it again',
+                directory, VARIABLES_DIR, META_FILE)
+    shutil.rmtree(directory / VARIABLES_DIR)
   directory.mkdir(parents=True, exist_ok=True)
   host = nest({p: np.asarray(v) for p, v in leaves(variables)})
   with ocp.StandardCheckpointer() as checkpointer:  # leaving the block waits for the write
     checkpointer.save(directory / VARIABLES_DIR, host)
+  integrity.write_manifest(directory / VARIABLES_DIR)
   meta = {'format': FORMAT, 'epoch': epoch, 'source': None if source is None else str(source)}
   if num_batches_tracked:
     meta['num_batches_tracked'] = dict(num_batches_tracked)
   meta.update(notes or {})
-  # Written last: a directory with meta.json holds a complete checkpoint.
-  (directory / META_FILE).write_text(json.dumps(meta, indent=1) + '\n')
+  atomic.write_text(directory / META_FILE, json.dumps(meta, indent=1) + '\n')
   return directory
 
 
 def load_checkpoint(directory: str | os.PathLike) -> tuple[dict, dict]:
-  """Reads a checkpoint of `save_checkpoint`.
+  """Reads a checkpoint of `save_checkpoint`, its files checked against their checksums.
 
   Returns:
     (variables, meta): nested dicts of numpy arrays (keys sorted), and the
     metadata dict ('epoch', 'source', maybe 'num_batches_tracked', notes).
+  Raises:
+    ValueError naming the folder (and the file) for an incomplete, damaged
+    or unreadable checkpoint.
   """
   import orbax.checkpoint as ocp
   directory = Path(directory).absolute()
   meta_path = directory / META_FILE
+  if (directory / VARIABLES_DIR).is_dir() and not meta_path.is_file():
+    raise ValueError(f'{directory}: an incomplete checkpoint ({VARIABLES_DIR}/ without '
+                     f'{META_FILE}: its writer stopped before finishing); write it again')
   if not meta_path.is_file() or not (directory / VARIABLES_DIR).is_dir():
     raise ValueError(f'{directory}: not a checkpoint written by h4w_jax.convert '
                      f'(needs {META_FILE} and {VARIABLES_DIR}/)')
-  meta = json.loads(meta_path.read_text())
-  if meta.get('format') != FORMAT:
-    raise ValueError(f'{directory}: unknown checkpoint format {meta.get("format")!r}')
-  with ocp.StandardCheckpointer() as checkpointer:
-    variables = checkpointer.restore(directory / VARIABLES_DIR)
-  return nest({p: np.asarray(v) for p, v in leaves(variables)}), meta
+  try:
+    meta = json.loads(meta_path.read_text())
+  except (ValueError, UnicodeDecodeError) as e:
+    raise ValueError(f'{meta_path}: not readable JSON ({integrity.one_line(e)})') from None
+  if not isinstance(meta, dict) or meta.get('format') != FORMAT:
+    raise ValueError(f'{directory}: unknown checkpoint format '
+                     f'{meta.get("format") if isinstance(meta, dict) else meta!r}')
+  verdict = integrity.verify(directory / VARIABLES_DIR)
+  if not verdict.ok and verdict.reason != 'unverified':
+    raise ValueError(f'{directory}/{VARIABLES_DIR}: damaged, {verdict.describe()}')
+  try:
+    with ocp.StandardCheckpointer() as checkpointer:
+      variables = checkpointer.restore(directory / VARIABLES_DIR)
+  except Exception as e:   # TensorStore and JSON errors of damaged files come in many types
+    integrity.quiet_closed_event_loop()
+    raise ValueError(f'{directory}: orbax cannot read {VARIABLES_DIR}/ '
+                     f'({integrity.one_line(e)})') from None
+  variables = nest({p: np.asarray(v) for p, v in leaves(variables)})
+  bad = nonfinite_paths(variables)
+  if bad:
+    raise ValueError(f'{directory}: NaN or Inf in {", ".join(bad[:3])}'
+                     + (f' (+{len(bad) - 3} more)' if len(bad) > 3 else ''))
+  return variables, meta
 
 
 def read_state_dict(path: str | os.PathLike) -> collections.OrderedDict:
@@ -151,27 +193,84 @@ def read_state_dict(path: str | os.PathLike) -> collections.OrderedDict:
 # Training workdirs (orbax steps of h4w_jax.training.checkpoints)
 # ---------------------------------------------------------------------------
 
-def load_latest_state(directory, step: int | None = None) -> tuple[int, dict]:
-  """(step, state as nested numpy dicts) of the newest (or the given) checkpoint.
+def step_numbers(directory) -> list[int]:
+  """The finished steps in an orbax checkpoints folder, newest first (numbered folders only:
+  unfinished saves and steps set aside have other names)."""
+  directory = Path(directory)
+  if not directory.is_dir():
+    return []
+  return sorted((int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit()),
+                reverse=True)
+
+
+def nonfinite_paths(tree) -> list[str]:
+  """'/'-joined paths of the float leaves of a nested dict of arrays with NaN or Inf."""
+  return ['/'.join(map(str, p)) for p, v in leaves(tree)
+          if np.asarray(v).dtype.kind in 'fc' and not np.all(np.isfinite(v))]
+
+
+def _restore_on_host(directory: Path, step: int) -> dict:
+  import orbax.checkpoint as ocp
+  absl = logging.getLogger('absl')   # orbax warns that it skips the data iterator's item
+  level = absl.level
+  absl.setLevel(logging.ERROR)
+  try:
+    manager = ocp.CheckpointManager(directory,
+                                    item_handlers={'state': ocp.StandardCheckpointHandler()})
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    metadata = manager.item_metadata(step)['state']
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                          metadata)
+    restored = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(target)))
+    manager.close()
+  except Exception as e:   # TensorStore and JSON errors of damaged files come in many types
+    integrity.quiet_closed_event_loop()
+    raise WeightsError(f'{directory}/{step}: orbax cannot read it '
+                       f'({integrity.one_line(e)})') from None
+  finally:
+    absl.setLevel(level)
+  return jax.tree.map(np.asarray, restored['state'])
+
+
+def load_latest_state(directory, step: int | None = None, *,
+                      check: bool = True) -> tuple[int, dict]:
+  """(step, state as nested numpy dicts) of the newest good (or the given) checkpoint.
 
   Works whatever devices wrote it (every array is read whole onto this host's
-  first device). For inspection and tests; training resumes through
-  `Manager.restore_latest`.
+  first device). With `check`, a step whose files do not match their
+  checksums (h4w_jax.weights.integrity), that orbax cannot read or whose
+  values are not all finite is skipped with a warning (the newest) or refused
+  (a given `step`). Nothing is moved: training's Manager sets damaged steps
+  aside when it resumes. For evaluation, export and inspection; training
+  resumes through `Manager.restore_latest`.
   """
-  import orbax.checkpoint as ocp
-  manager = ocp.CheckpointManager(Path(directory).absolute(),
-                                  item_handlers={'state': ocp.StandardCheckpointHandler()})
-  step = manager.latest_step() if step is None else step
-  if step is None or step not in manager.all_steps():
-    raise FileNotFoundError(f'{directory}: no finished checkpoint'
-                            + ('' if step is None else f' for step {step}'))
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  metadata = manager.item_metadata(step)['state']
-  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
-                        metadata)
-  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
-  manager.close()
-  return step, jax.tree.map(np.asarray, restored['state'])
+  directory = Path(directory).absolute()
+  steps = step_numbers(directory)
+  if step is not None and step not in steps:
+    raise FileNotFoundError(f'{directory}: no finished checkpoint for step {step}')
+  if not steps:
+    raise FileNotFoundError(f'{directory}: no finished checkpoint')
+  problems = []
+  for candidate in [step] if step is not None else steps:
+    try:
+      if check:
+        verdict = integrity.verify(directory / str(candidate))
+        if not verdict.ok and verdict.reason != 'unverified':
+          raise WeightsError(f'{directory}/{candidate}: {verdict.describe()}')
+      state = _restore_on_host(directory, candidate)
+      bad = nonfinite_paths(state) if check else []
+      if bad:
+        raise WeightsError(f'{directory}/{candidate}: NaN or Inf in {", ".join(bad[:3])}')
+    except WeightsError as e:
+      if step is not None:
+        raise
+      problems.append(str(e))
+      log.warning('skipping a damaged checkpoint: %s', e)
+      continue
+    return candidate, state
+  raise WeightsError(f'{directory}: no good checkpoint among steps {steps} '
+                     f'({"; ".join(problems)})')
 
 
 # ---------------------------------------------------------------------------
@@ -186,17 +285,52 @@ def _resnet_depth(backbone_params, where: str) -> int:
   for depth, stages in resnet.STAGES.items():
     if stages == (kind, counts):
       return depth
-  raise ValueError(f'{where}: a {kind} ResNet with {counts} blocks per stage is none of '
-                   f'depths {sorted(resnet.STAGES)}')
+  raise WeightsError(f'{where}: a {kind} ResNet with {counts} blocks per stage is none of '
+                     f'depths {sorted(resnet.STAGES)}')
 
 
-def model_config_of(variables) -> model_lib.ModelConfig:
-  """upstream's ModelConfig with the three backbone depths read off the weights."""
-  params = variables['params']
-  return model_lib.ModelConfig(
-      body_depth=_resnet_depth(params['backbone'], 'backbone'),
-      hand_depth=_resnet_depth(params['hand_roi_net']['backbone'], 'hand_roi_net/backbone'),
-      face_depth=_resnet_depth(params['face_roi_net']['backbone'], 'face_roi_net/backbone'))
+# ModelConfig field <- the module path of that backbone's weights.
+_BACKBONES = (('body_depth', ('backbone',)), ('hand_depth', ('hand_roi_net', 'backbone')),
+              ('face_depth', ('face_roi_net', 'backbone')))
+
+
+def model_config_of(variables, where: str = 'weights',
+                    base: model_lib.ModelConfig = model_lib.ModelConfig()) -> model_lib.ModelConfig:
+  """`base` (upstream's ModelConfig by default) with the three backbone depths read off
+  {'params': ...} (only the tree's names are looked at)."""
+  params = variables.get('params') if isinstance(variables, Mapping) else None
+  depths = {}
+  for field, path in _BACKBONES:
+    node = params
+    for name in path:
+      node = node.get(name) if isinstance(node, Mapping) else None
+    if not node:
+      raise WeightsError(f'{where}: no {"/".join(path)} weights (torch keys '
+                         f'{".".join(path)}.*): not a whole-body Hand4Whole checkpoint')
+    depths[field] = _resnet_depth(node, f'{where}: {"/".join(path)}')
+  return dataclasses.replace(base, **depths)
+
+
+def model_config_of_state_dict(state_dict: Mapping, where: str = 'state dict',
+                               base: model_lib.ModelConfig = model_lib.ModelConfig()
+                               ) -> model_lib.ModelConfig:
+  """`model_config_of` for a torch state dict (upstream snapshot)."""
+  names = {}
+  for key, value in state_dict.items():
+    path = flax_path(key, np.ndim(value))
+    if path is not None and path[0] == 'params':
+      names[path] = None
+  return model_config_of(nest(names), where, base)
+
+
+@functools.lru_cache(maxsize=8)
+def variable_shapes(config: model_lib.ModelConfig):
+  """model_lib.variable_shapes, once per config (tracing the model takes seconds)."""
+  return model_lib.variable_shapes(config)
+
+
+def depths_str(cfg: model_lib.ModelConfig) -> str:
+  return f'ResNet-{cfg.body_depth}/{cfg.hand_depth}/{cfg.face_depth}'
 
 
 def _is_training_workdir(path: Path) -> Path | None:
@@ -207,39 +341,77 @@ def _is_training_workdir(path: Path) -> Path | None:
   return None
 
 
+def _read_any(path: Path):
+  """(kind, weights, what, epoch): ('state_dict', torch state dict) for a snapshot file,
+  ('variables', {'params', 'batch_stats'}) for a folder; a line saying what was read; the
+  epoch when the file records one."""
+  if not path.exists():
+    raise WeightsError(f'checkpoint {path} does not exist (give a converted checkpoint folder, '
+                       'an upstream snapshot_<N>.pth.tar or a training workdir)')
+  try:
+    if path.is_file():
+      state_dict, epoch, _ = load_snapshot(path)
+      return 'state_dict', state_dict, f'upstream snapshot {path}', epoch
+    if (path / META_FILE).is_file() or (path / VARIABLES_DIR).is_dir():
+      variables, meta = load_checkpoint(path)
+      epoch = meta.get('epoch')
+      return 'variables', variables, f'converted checkpoint {path} (epoch {epoch})', epoch
+    if (folder := _is_training_workdir(path)) is not None:
+      step, state = load_latest_state(folder)
+      variables = {'params': state['params'], 'batch_stats': state['batch_stats']}
+      return 'variables', variables, f'training checkpoint {folder}/{step}', None
+  except WeightsError:
+    raise
+  except (ValueError, KeyError, FileNotFoundError) as e:
+    raise WeightsError(f'checkpoint {path}: {e}') from e
+  raise WeightsError(f'checkpoint {path}: a folder without {META_FILE} (converted '
+                     'checkpoint) or numbered orbax steps (training workdir, checkpoints/<step>)')
+
+
+def _fit(kind, raw, path, model_cfg) -> dict:
+  shapes = variable_shapes(model_cfg)
+  if kind == 'state_dict':
+    try:
+      return torch_to_flax(raw, shapes, str(path))
+    except ValueError as e:
+      raise WeightsError(str(e)) from e
+  check_variables(raw, shapes, path, model_cfg)
+  return raw
+
+
+def load_model(checkpoint, base: model_lib.ModelConfig = model_lib.ModelConfig(), *,
+               with_epoch: bool = False):
+  """(variables, the ModelConfig they fit, a line saying what was read) of any checkpoint
+  (and the epoch it records, or None, `with_epoch`).
+
+  The backbone depths come from the weights (`model_config_of`); the other
+  settings (fix_lhand_flip, roi sampling, ...) from `base`. Accepts what
+  `load_variables` accepts.
+  """
+  path = Path(checkpoint)
+  kind, raw, what, epoch = _read_any(path)
+  if kind == 'state_dict':
+    model_cfg = model_config_of_state_dict(raw, str(path), base)
+  else:
+    model_cfg = model_config_of(raw, str(path), base)
+  loaded = _fit(kind, raw, path, model_cfg), model_cfg, what
+  return loaded + (epoch,) if with_epoch else loaded
+
+
 def load_variables(checkpoint, model_cfg: model_lib.ModelConfig) -> tuple[dict, str]:
   """{'params', 'batch_stats'} numpy trees that fit `model_cfg`, and a line saying what was read.
 
   Accepts a converter folder (meta.json + variables/), an upstream
-  .pth(.tar) snapshot, or a training workdir (the newest of
-  `checkpoints/<step>/`, or such a checkpoints folder itself).
+  .pth(.tar) snapshot, or a training workdir (the newest good step of
+  `checkpoints/<step>/`, or such a checkpoints folder itself). `load_model`
+  takes the depths from the weights instead.
   """
   path = Path(checkpoint)
-  if not path.exists():
-    raise WeightsError(f'checkpoint {path} does not exist (give a converted checkpoint folder, an '
-                    'upstream snapshot_<N>.pth.tar or a training workdir)')
-  shapes = model_lib.variable_shapes(model_cfg)
-  try:
-    if path.is_file():
-      variables = torch_to_flax(read_state_dict(path), shapes, str(path))
-      what = f'upstream snapshot {path}'
-    elif (path / META_FILE).is_file():
-      variables, meta = load_checkpoint(path)
-      what = f'converted checkpoint {path} (epoch {meta.get("epoch")})'
-    elif (folder := _is_training_workdir(path)) is not None:
-      step, state = load_latest_state(folder)
-      variables = {'params': state['params'], 'batch_stats': state['batch_stats']}
-      what = f'training checkpoint {folder}/{step}'
-    else:
-      raise WeightsError(f'checkpoint {path}: a folder without {META_FILE} (converted '
-                      'checkpoint) or numbered orbax steps (training workdir, checkpoints/<step>)')
-  except (ValueError, KeyError, FileNotFoundError) as e:
-    raise WeightsError(f'checkpoint {path}: {e}') from e
-  _check_shapes(variables, shapes, path, model_cfg)
-  return variables, what
+  kind, raw, what, _ = _read_any(path)
+  return _fit(kind, raw, path, model_cfg), what
 
 
-def _check_shapes(variables, shapes, path, model_cfg) -> None:
+def check_variables(variables, shapes, path, model_cfg) -> None:
   got = {jax.tree_util.keystr(p): np.shape(v)
          for p, v in jax.tree_util.tree_leaves_with_path(variables)}
   want = {jax.tree_util.keystr(p): tuple(v.shape)
@@ -248,8 +420,11 @@ def _check_shapes(variables, shapes, path, model_cfg) -> None:
   problems += [f'{k} unexpected' for k in got if k not in want]
   problems += [f'{k} {got[k]} vs {want[k]}' for k in want if k in got and got[k] != want[k]]
   if problems:
+    try:
+      has = f'; the weights have {depths_str(model_config_of(variables))} backbones'
+    except WeightsError:
+      has = ''
     more = f' (+{len(problems) - 5} more)' if len(problems) > 5 else ''
     raise WeightsError(
-        f'checkpoint {path} does not fit the model (body/hand/face depth {model_cfg.body_depth}/'
-        f'{model_cfg.hand_depth}/{model_cfg.face_depth}): {"; ".join(problems[:5])}{more}. '
-        'Set --config.model.body_depth=... (hand_depth, face_depth) to the trained ones.')
+        f'checkpoint {path} does not fit the model ({depths_str(model_cfg)} backbones{has}): '
+        f'{"; ".join(problems[:5])}{more}')

@@ -46,7 +46,9 @@ VarPath = tuple[str, ...]  # ('params', 'backbone', 'layer1_0', 'conv1', 'kernel
 
 
 class ConversionError(ValueError):
-  """A state dict and a variables tree do not match; lists every difference."""
+  """A state dict and a variables tree do not match; the attributes list every difference,
+  the message the first `SHOWN` of each kind."""
+  SHOWN = 10
 
   def __init__(self, where: str, unexpected: Sequence[str] = (),
                missing: Sequence[str] = (), mismatched: Sequence[str] = ()):
@@ -61,7 +63,9 @@ class ConversionError(ValueError):
                          (f'{len(self.mismatched)} shape/dtype mismatch(es)', self.mismatched)):
       if items:
         lines.append(f'  {title}:')
-        lines += [f'    {item}' for item in items]
+        lines += [f'    {item}' for item in items[:self.SHOWN]]
+        if len(items) > self.SHOWN:
+          lines.append(f'    ... (+{len(items) - self.SHOWN} more)')
     super().__init__('\n'.join(lines))
 
 
@@ -238,8 +242,8 @@ def torch_to_flax(state_dict: Mapping[str, Any], target: Mapping,
   Returns:
     A tree like `target` (same order) of numpy arrays in the Flax layout.
   Raises:
-    ConversionError naming every unexpected key, every unfilled variable and
-    every shape mismatch.
+    ConversionError naming every unexpected key, every unfilled variable,
+    every shape mismatch and every tensor that is not finite floats.
   """
   targets = dict(leaves(target))
   filled: dict[VarPath, np.ndarray] = {}
@@ -264,11 +268,19 @@ def torch_to_flax(state_dict: Mapping[str, Any], target: Mapping,
       continue
     want = targets[path]
     array = to_flax_layout(value)
+    if value.dtype.kind != 'f' and value.dtype.name != 'bfloat16':
+      mismatched.append(f'{key}: {value.dtype} values, the model needs floats')
+      wrong.add(path)
+      continue
     if array.shape != tuple(want.shape):
       torch_shape = to_torch_layout(np.empty(want.shape, np.bool_)).shape
       mismatched.append(f'{key}: {shape_str(value.shape)} in the file, the model needs '
                         f'{shape_str(torch_shape)} ({"/".join(path)} {shape_str(want.shape)})')
       wrong.add(path)  # reported once, as a mismatch, not also as missing
+      continue
+    if not np.all(np.isfinite(value)):   # never load NaN weights as if they were trained
+      mismatched.append(f'{key}: holds NaN or Inf values')
+      wrong.add(path)
       continue
     filled[path] = np.asarray(array, dtype=getattr(want, 'dtype', None), order='C')
   prefix = PREFIX if any(k.startswith(PREFIX) for k in state_dict) else ''

@@ -43,6 +43,7 @@ from typing import Any, Callable, Mapping
 import ml_dtypes
 import numpy as np
 
+from h4w_jax.common import atomic
 from smplx_jax.safe_pickle import RestrictedUnpickler, UnsafePickleError
 
 try:  # numpy >= 2 moved the internals; pickles name either module
@@ -322,8 +323,12 @@ def load(path: str | os.PathLike) -> Any:
       raise ValueError(f'{where}: the tar format of torch < 0.4 is not supported; '
                        're-save it with a current torch: torch.save(torch.load(p), p)')
     raise ValueError(f'{where}: not a torch.save file (starts with {raw[:8]!r})')
-  except (UnsafePickleError, ValueError):
+  except UnsafePickleError:
     raise
+  except ValueError as e:
+    if where in str(e):
+      raise
+    raise ValueError(f'{where}: unreadable torch.save file ({e})') from e
   except Exception as e:  # truncated or corrupt streams raise many types
     raise ValueError(f'{where}: unreadable torch.save file ({type(e).__name__}: {e})') from e
 
@@ -473,7 +478,8 @@ def save(path: str | os.PathLike, obj: Any, archive_name: str = 'archive') -> No
   """
   writer = _Writer()
   pickled = writer.dumps(obj)
-  with open(path, 'wb') as f, zipfile.ZipFile(f, 'w', zipfile.ZIP_STORED) as archive:
+  # Written under a temporary name and renamed when complete (h4w_jax.common.atomic).
+  with atomic.open_for_writing(path) as f, zipfile.ZipFile(f, 'w', zipfile.ZIP_STORED) as archive:
     _write_record(archive, f, f'{archive_name}/data.pkl', pickled)
     _write_record(archive, f, f'{archive_name}/.format_version', b'1')
     _write_record(archive, f, f'{archive_name}/.storage_alignment', str(_ALIGNMENT).encode())
