@@ -76,7 +76,8 @@ def convert(reader, out_dir, *, stem: str | None = None, num_shards: int = 1,
                 f'ETA {(total - done) / rate:.0f} s', flush=True)
     finally:
       writer.close()
-  manifest = {'format': _FORMAT, 'dataset': reader.info.name, 'num_records': total,
+  manifest = {'format': _FORMAT, 'dataset': reader.info.name,
+              'kind': getattr(reader.info, 'kind', 'wholebody'), 'num_records': total,
               'shards': [p.name for p in paths]}
   (out_dir / f'{stem}.json').write_text(json.dumps(manifest, indent=1))
   return out_dir / f'{stem}.json'
@@ -103,7 +104,7 @@ class ArrayRecordReader:
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
       raise FileNotFoundError(f'{self.manifest_path}: missing shards {missing}')
-    self.info = info or _info_of(meta['dataset'])
+    self.info = info or _info_of(meta['dataset'], meta.get('kind', 'wholebody'))
     self._source = grain.sources.ArrayRecordDataSource([str(p) for p in paths])
     if len(self._source) != meta['num_records']:
       raise ValueError(f"{self.manifest_path}: shards hold {len(self._source)} records, the "
@@ -119,11 +120,12 @@ class ArrayRecordReader:
       raise ValueError(f'{self.manifest_path}[{index}]: corrupt record: {e}') from e
 
 
-def _info_of(name: str) -> dbm.DatasetInfo:
+def _info_of(name: str, kind: str = 'wholebody'):
   from h4w_datasets import synthetic
-  if name not in synthetic.DATASET_MODULES:
-    raise ValueError(f'unknown dataset {name!r}; pass its DatasetInfo explicitly')
-  return importlib.import_module(f'h4w_datasets.{synthetic.DATASET_MODULES[name]}').INFO
+  modules = synthetic.TASK_MODULES.get('hand' if kind == 'hand' else 'wholebody')
+  if name not in modules:
+    raise ValueError(f'unknown {kind} dataset {name!r}; pass its DatasetInfo explicitly')
+  return importlib.import_module(f'h4w_datasets.{modules[name]}').INFO
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -131,11 +133,18 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('data_root', type=Path, help="upstream's data/ folder (holds <NAME>/)")
   parser.add_argument('out', type=Path)
-  parser.add_argument('--dataset', required=True, choices=sorted(synthetic.DATASET_MODULES))
+  parser.add_argument('--dataset', required=True,
+                      choices=sorted(set(synthetic.DATASET_MODULES)
+                                     | set(synthetic.HAND_DATASET_MODULES)))
+  parser.add_argument('--task', default='wholebody', choices=sorted(synthetic.TASK_MODULES),
+                      help="'hand': stage 2's readers (MSCOCO hands)")
   parser.add_argument('--split', default='train')
   parser.add_argument('--shards', type=int, default=16)
   args = parser.parse_args(argv)
-  module = importlib.import_module(f'h4w_datasets.{synthetic.DATASET_MODULES[args.dataset]}')
+  modules = synthetic.TASK_MODULES[args.task]
+  if args.dataset not in modules:
+    parser.error(f'{args.dataset} is not a {args.task} dataset ({", ".join(modules)})')
+  module = importlib.import_module(f'h4w_datasets.{modules[args.dataset]}')
   reader = getattr(module, args.dataset)(args.data_root, args.split)
   path = convert(reader, args.out, stem=f'{args.dataset}_{args.split}', num_shards=args.shards)
   print(f'wrote {path}')
