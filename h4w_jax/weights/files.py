@@ -18,6 +18,7 @@ import jax
 import numpy as np
 
 from h4w_jax.models import hand4whole as model_lib
+from h4w_jax.models import hand_only
 from h4w_jax.models import resnet
 from h4w_jax.weights import torch_pickle
 from h4w_jax.weights.keys import flax_to_torch, leaves, nest, torch_to_flax
@@ -140,11 +141,58 @@ def load_checkpoint(directory: str | os.PathLike) -> tuple[dict, dict]:
 
 
 def read_state_dict(path: str | os.PathLike) -> collections.OrderedDict:
-  """A torch-style state dict from an upstream snapshot file or one of our checkpoints."""
-  if Path(path).is_dir():
-    variables, meta = load_checkpoint(path)
-    return flax_to_torch(variables, meta.get('num_batches_tracked', 0))
+  """A torch-style state dict from an upstream snapshot file, one of our converted
+  checkpoints or a training workdir (its newest step)."""
+  path = Path(path)
+  if path.is_dir():
+    if (path / META_FILE).is_file():
+      variables, meta = load_checkpoint(path)
+      return flax_to_torch(variables, meta.get('num_batches_tracked', 0))
+    folder = _is_training_workdir(path)
+    if folder is None:
+      raise ValueError(f'{path}: neither a converted checkpoint ({META_FILE}) nor a training '
+                       'workdir (checkpoints/<step>)')
+    _, state = load_latest_state(folder)
+    return flax_to_torch({'params': state['params'], 'batch_stats': state['batch_stats']})
   return load_snapshot(path)[0]
+
+
+def read_variables(path: str | os.PathLike) -> tuple[dict, dict]:
+  """(variables, meta) of a converted checkpoint or of a training workdir's newest step
+  (meta {'epoch': None, 'source': ..., 'train_step': N} for a workdir)."""
+  path = Path(path)
+  if path.is_dir() and not (path / META_FILE).is_file():
+    folder = _is_training_workdir(path)
+    if folder is not None:
+      step, state = load_latest_state(folder)
+      return ({'params': state['params'], 'batch_stats': state['batch_stats']},
+              {'epoch': None, 'source': str(folder), 'train_step': int(step)})
+  return load_checkpoint(path)
+
+
+def is_hand_state_dict(state_dict: Mapping[str, Any]) -> bool:
+  """Whether a state dict is the hand-only model's (Pose2Pose parts='hand', or stage 2 here)."""
+  plain = {k.removeprefix('module.') for k in state_dict}
+  return all(k in plain for k in hand_only.SIGNATURE_KEYS) and \
+      not any(k.startswith('hand_roi_net.') for k in plain)
+
+
+def is_hand_variables(variables: Mapping) -> bool:
+  params = variables.get('params', {})
+  return 'rotation_net' in params and 'position_net' in params and 'hand_roi_net' not in params
+
+
+def state_dict_depth(state_dict: Mapping[str, Any], prefix: str = 'module.backbone.') -> int:
+  """The ResNet depth (resnet.STAGES) of the backbone under `prefix` in a state dict."""
+  plain = {k[len(prefix):] for k in state_dict if k.startswith(prefix)}
+  counts = tuple(len({k.split('.')[1] for k in plain if k.startswith(f'layer{stage}.')})
+                 for stage in range(1, 5))
+  kind = 'bottleneck' if 'layer1.0.conv3.weight' in plain else 'basic'
+  for depth, stages in resnet.STAGES.items():
+    if stages == (kind, counts):
+      return depth
+  raise ValueError(f'the backbone under {prefix!r} is a {kind} ResNet with {counts} blocks per '
+                   f'stage: none of depths {sorted(resnet.STAGES)}')
 
 
 # ---------------------------------------------------------------------------
@@ -190,9 +238,12 @@ def _resnet_depth(backbone_params, where: str) -> int:
                    f'depths {sorted(resnet.STAGES)}')
 
 
-def model_config_of(variables) -> model_lib.ModelConfig:
-  """upstream's ModelConfig with the three backbone depths read off the weights."""
+def model_config_of(variables):
+  """upstream's ModelConfig with the three backbone depths read off the weights (a
+  HandModelConfig for the hand-only model of stage 2)."""
   params = variables['params']
+  if is_hand_variables(variables):
+    return hand_only.HandModelConfig(depth=_resnet_depth(params['backbone'], 'backbone'))
   return model_lib.ModelConfig(
       body_depth=_resnet_depth(params['backbone'], 'backbone'),
       hand_depth=_resnet_depth(params['hand_roi_net']['backbone'], 'hand_roi_net/backbone'),
@@ -207,18 +258,26 @@ def _is_training_workdir(path: Path) -> Path | None:
   return None
 
 
-def load_variables(checkpoint, model_cfg: model_lib.ModelConfig) -> tuple[dict, str]:
+def variable_shapes(model_cfg):
+  """The variables' shapes of the whole-body (ModelConfig) or hand-only (HandModelConfig) model."""
+  if isinstance(model_cfg, hand_only.HandModelConfig):
+    return hand_only.variable_shapes(model_cfg)
+  return model_lib.variable_shapes(model_cfg)
+
+
+def load_variables(checkpoint, model_cfg) -> tuple[dict, str]:
   """{'params', 'batch_stats'} numpy trees that fit `model_cfg`, and a line saying what was read.
 
   Accepts a converter folder (meta.json + variables/), an upstream
   .pth(.tar) snapshot, or a training workdir (the newest of
-  `checkpoints/<step>/`, or such a checkpoints folder itself).
+  `checkpoints/<step>/`, or such a checkpoints folder itself). `model_cfg` is
+  a ModelConfig (whole body) or a HandModelConfig (stage 2's hand model).
   """
   path = Path(checkpoint)
   if not path.exists():
     raise WeightsError(f'checkpoint {path} does not exist (give a converted checkpoint folder, an '
                     'upstream snapshot_<N>.pth.tar or a training workdir)')
-  shapes = model_lib.variable_shapes(model_cfg)
+  shapes = variable_shapes(model_cfg)
   try:
     if path.is_file():
       variables = torch_to_flax(read_state_dict(path), shapes, str(path))
@@ -249,7 +308,12 @@ def _check_shapes(variables, shapes, path, model_cfg) -> None:
   problems += [f'{k} {got[k]} vs {want[k]}' for k in want if k in got and got[k] != want[k]]
   if problems:
     more = f' (+{len(problems) - 5} more)' if len(problems) > 5 else ''
-    raise WeightsError(
-        f'checkpoint {path} does not fit the model (body/hand/face depth {model_cfg.body_depth}/'
-        f'{model_cfg.hand_depth}/{model_cfg.face_depth}): {"; ".join(problems[:5])}{more}. '
-        'Set --config.model.body_depth=... (hand_depth, face_depth) to the trained ones.')
+    if isinstance(model_cfg, hand_only.HandModelConfig):
+      model = f'the hand-only model (depth {model_cfg.depth})'
+      hint = 'Set --config.model.hand_depth=... to the trained one.'
+    else:
+      model = (f'the model (body/hand/face depth {model_cfg.body_depth}/{model_cfg.hand_depth}/'
+               f'{model_cfg.face_depth})')
+      hint = 'Set --config.model.body_depth=... (hand_depth, face_depth) to the trained ones.'
+    raise WeightsError(f'checkpoint {path} does not fit {model}: {"; ".join(problems[:5])}'
+                       f'{more}. {hint}')
