@@ -28,15 +28,16 @@ from h4w_jax.weights.keys import batches_tracked, flax_to_torch, modules, shapes
 # Command line
 # ---------------------------------------------------------------------------
 
-def model_variable_shapes(state_dict: Mapping | None = None) -> Mapping:
-  """Shapes of the variables `state_dict` must fill: the hand-only model's (with the
-  backbone depth of its keys) for a stage-2 hand snapshot, else the default whole-body
-  model's. The model code is imported only here."""
-  if state_dict is not None and is_hand_state_dict(state_dict):
-    from h4w_jax.models import hand_only
-    return hand_only.variable_shapes(hand_only.HandModelConfig(depth=state_dict_depth(state_dict)))
+def model_variable_shapes() -> Mapping:
+  """Shapes of the default model's variables; the model code is imported only here."""
   from h4w_jax.models import hand4whole
   return hand4whole.variable_shapes()
+
+
+def hand_variable_shapes(state_dict: Mapping) -> Mapping:
+  """Shapes of the hand-only model (stage 2) with the backbone depth of `state_dict`'s keys."""
+  from h4w_jax.models import hand_only
+  return hand_only.variable_shapes(hand_only.HandModelConfig(depth=state_dict_depth(state_dict)))
 
 
 def summarize(variables: Mapping) -> list[tuple[str, int, int]]:
@@ -63,8 +64,8 @@ def _print_summary(variables: Mapping, epoch: int | None) -> None:
 def _from_torch(args) -> None:
   state_dict, epoch, extras = load_snapshot(args.snapshot)
   hand = is_hand_state_dict(state_dict)
-  variables = torch_to_flax(state_dict, model_variable_shapes(state_dict),
-                            where=str(args.snapshot))
+  shapes = hand_variable_shapes(state_dict) if hand else model_variable_shapes()
+  variables = torch_to_flax(state_dict, shapes, where=str(args.snapshot))
   save_checkpoint(args.out, variables, epoch, source=args.snapshot,
                   num_batches_tracked=batches_tracked(state_dict),
                   notes={'model': 'hand' if hand else 'wholebody'})
