@@ -212,10 +212,8 @@ def test_dataset_items_match_upstream(tmp_path, layers):
 
 
 @pytest.fixture(scope='module')
-def hand_root(tmp_path_factory, clean_human_model_files):
-  root = tmp_path_factory.mktemp('hand_data')
-  synthetic.write_mini_datasets(root, clean_human_model_files, num=8, task='hand')
-  return root
+def hand_root(hand_data_root):
+  return hand_data_root
 
 
 def test_readers_filter_as_upstream(hand_root):

@@ -37,7 +37,7 @@ import numpy as np
 
 from h4w_datasets import example as ex
 from h4w_jax.common import sharding
-from h4w_jax.evaluation import agora_files, metrics
+from h4w_jax.evaluation import agora_files, hand_loop, metrics
 from h4w_jax.models import hand4whole as model_lib
 from h4w_jax.models import outputs, targets
 from h4w_jax.weights import files
@@ -303,12 +303,20 @@ def _agora_files(reader, split: str, index: np.ndarray, agora: dict, out_dir: Pa
 
 
 def run(config, checkpoint, out_dir='results') -> dict[str, Any]:
-  """Evaluate `checkpoint` on config.eval.dataset; returns what the JSON holds."""
+  """Evaluate `checkpoint` on config.eval.dataset; returns what the JSON holds.
+
+  FreiHAND and InterHand26M evaluate the hand-only model of stage 2 (hand_loop)."""
   from h4w_datasets import pipeline, registry
   ev = config.eval
   dataset = ev.dataset
+  if dataset in hand_loop.DATASETS:
+    try:
+      return hand_loop.run(config, checkpoint, out_dir)
+    except hand_loop.HandEvalError as e:
+      raise EvalError(str(e)) from e
   if dataset not in DATASETS:
-    raise EvalError(f'config.eval.dataset must be one of {DATASETS}, got {dataset!r}')
+    raise EvalError(f'config.eval.dataset must be one of {DATASETS + hand_loop.DATASETS}, '
+                    f'got {dataset!r}')
   is_chief = jax.process_index() == 0
   out_dir = Path(out_dir)
   model_cfg = model_config(config)

@@ -39,17 +39,21 @@ class SummaryWriter:
     self._jsonl.close()
 
 
-def overlay_first(predict_fn, state, local_batch: dict, layer) -> np.ndarray:
-  """[input crop | predicted mesh over it] for the first example of a host batch."""
+def overlay_first(predict_fn, state, local_batch: dict, layer, mesh_key: str = 'smplx_mesh_cam',
+                  focal=draw.CROP_FOCAL, princpt=draw.CROP_PRINCPT) -> np.ndarray:
+  """[input crop | predicted mesh over it] for the first example of a host batch.
+
+  mesh_key: the test-dict mesh (whole body: smplx_mesh_cam; hand-only: mano_mesh_cam);
+  focal, princpt: the crop's virtual camera."""
   crop = np.asarray(local_batch['img'][0])
   scale = np.asarray(local_batch['color_scale'][0], np.float32)
   shown = np.clip(crop.astype(np.float32) * scale, 0, 255)
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
   out = predict_fn(variables, jnp.asarray(shown[None] / 255.0, jnp.float32), layer)
-  mesh = np.asarray(jax.device_get(out['smplx_mesh_cam']))[0]
+  mesh = np.asarray(jax.device_get(out[mesh_key]))[0]
   faces = np.asarray(layer.faces)
   shown = shown.astype(np.uint8)
-  return np.concatenate([shown, draw.overlay(shown, mesh, faces)], axis=1)
+  return np.concatenate([shown, draw.overlay(shown, mesh, faces, focal, princpt)], axis=1)
 
 
 def loss_curve(jsonl_path, png_path, key: str = 'loss/total') -> Path | None:

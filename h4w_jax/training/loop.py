@@ -22,10 +22,7 @@ import ml_collections
 import numpy as np
 
 from h4w_jax.common import draw, sharding
-from h4w_jax.models import hand4whole as model_lib
-from h4w_jax.models import outputs, targets
-from h4w_jax.training import checkpoints, logs, optim, step as step_lib
-from h4w_jax.weights import stages
+from h4w_jax.training import checkpoints, logs, optim, step as step_lib, tasks
 
 log = logging.getLogger('h4w_jax.train')
 
@@ -34,22 +31,11 @@ class TrainingError(RuntimeError):
   """A run that cannot go on (non-finite loss, missing files): the message says why."""
 
 
-def model_config(config) -> model_lib.ModelConfig:
-  m = config.model
-  per_device = config.batch_size // jax.device_count()
-  group = per_device if config.batchnorm == 'per_device' else None
-  if config.batchnorm not in ('per_device', 'synced'):
-    raise ValueError(f"config.batchnorm must be 'per_device' or 'synced', got {config.batchnorm!r}")
-  return model_lib.ModelConfig(body_depth=m.body_depth, hand_depth=m.hand_depth,
-                               face_depth=m.face_depth, fix_lhand_flip=m.fix_lhand_flip,
-                               bn_group_size=group)
-
-
-def _check_files(config) -> None:
+def _check_files(config, need: str = 'model') -> None:
   from smplx_jax import check
   root = Path(config.human_model_path)
   missing = [f'{e.relpath} (from {e.source})' for e in check.expected_files()
-             if e.need == 'model' and not (root / e.relpath).exists()]
+             if e.need == need and not (root / e.relpath).exists()]
   if missing:
     raise TrainingError(f'body-model files missing in {root}: ' + '; '.join(missing)
                         + f'. Run `python -m smplx_jax.check {root}` for the full list.')
@@ -64,23 +50,24 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
     (workdir / 'config.json').write_text(config.to_json_best_effort(indent=1) + '\n')
 
   # ---------------------------------------------------------------- Data & body models
+  task = tasks.from_config(config)
   if config.synthetic:
     if is_chief:
       from h4w_datasets import synthetic
       synthetic.write_missing(config.data_root, config.human_model_path,
                               (*config.trainset_3d, *config.trainset_2d),
-                              num=config.synthetic_images)
+                              num=config.synthetic_images, task=task.name)
     if jax.process_count() > 1:
       from jax.experimental import multihost_utils
       multihost_utils.sync_global_devices('synthetic files written')
-  _check_files(config)
+  _check_files(config, task.body_model_need)
   from h4w_datasets import pipeline, registry
   if config.batch_size % jax.process_count():
     raise ValueError(f'batch_size {config.batch_size} does not split over '
                      f'{jax.process_count()} processes')
   local_batch = config.batch_size // jax.process_count()
   groups = registry.make_groups(config.data_root, config.trainset_3d, config.trainset_2d,
-                                config.dataset_options.to_dict())
+                                config.dataset_options.to_dict(), task=task.name)
   num_epochs = config.end_epoch - config.start_epoch
   data_cfg = pipeline.PipelineConfig(
       seed=config.seed, local_batch=local_batch, num_epochs=num_epochs,
@@ -94,21 +81,19 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
     data_cfg = dataclasses.replace(data_cfg, num_epochs=-(-total_steps // steps_per_epoch))
     dataset, source = pipeline.build(groups, data_cfg, process_index=jax.process_index(),
                                      process_count=jax.process_count())
-  layer = outputs.smplx_layer(config.human_model_path)
+  layer, target_layer = task.body_models(config.human_model_path)
 
   # ---------------------------------------------------------------- Mesh & shardings
   mesh = sharding.make_mesh(config.mesh)
-  model_cfg = model_config(config)
-  model = model_lib.Hand4Whole(model_cfg)
+  model_cfg = task.model_config
   schedule = optim.learning_rate_schedule(config.lr, config.lr_dec_epoch, config.lr_dec_factor,
                                           steps_per_epoch, config.start_epoch)
   tx = optim.make_optimizer(schedule, config.grad_clip_norm)
   rng = jax.random.key(config.seed)
-  abstract = jax.eval_shape(lambda: step_lib.init_state(rng, model_cfg, tx))
+  abstract = jax.eval_shape(lambda: step_lib.init_state(rng, model_cfg, tx, task.init_variables))
   state_shardings = sharding.tree_shardings(abstract, config.sharding_rules, mesh)
   repl = sharding.replicated(mesh)
-  # Targets need only joints: the cut skins ~6% of the vertices (h4w_jax.models.targets).
-  target_layer = jax.device_put(targets.smplx_joints(layer), repl)
+  target_layer = jax.device_put(target_layer, repl)
   layer = jax.device_put(layer, repl)
 
   # ---------------------------------------------------------------- Checkpoints & state
@@ -117,7 +102,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
   data_iter = iter(dataset)
   restored = manager.restore_latest(abstract, state_shardings, data_iter)
   if restored is None:
-    variables = stages.initial_variables(model_cfg, rng, **config.init.to_dict())
+    variables = task.initial_variables(rng, **config.init.to_dict())
     # Arguments, not closures: the weights must not become constants of the program.
     state = jax.jit(lambda v, key: step_lib.init_state(key, model_cfg, tx, lambda _: v),
                     out_shardings=state_shardings)(variables, rng)
@@ -130,11 +115,10 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
 
   # ---------------------------------------------------------------- Update step
   step_fn = jax.jit(
-      functools.partial(step_lib.train_step, model=model, tx=tx, schedule=schedule,
-                        compute_dtype=jnp.dtype(config.compute_dtype),
-                        detach_joints_for_projection=config.detach_joints_for_projection),
+      functools.partial(step_lib.train_step, task=task, tx=tx, schedule=schedule,
+                        compute_dtype=jnp.dtype(config.compute_dtype)),
       donate_argnums=0, out_shardings=(state_shardings, repl))
-  predict_fn = jax.jit(functools.partial(step_lib.predict, model=model))
+  predict_fn = jax.jit(functools.partial(step_lib.predict, task=task))
 
   # ---------------------------------------------------------------- Train loop
   writer = logs.SummaryWriter(workdir / 'tb') if is_chief else None
@@ -184,7 +168,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
       window, window_steps = {}, 0
       timer_start, timer_step = time.perf_counter(), done
     if is_chief and config.image_every and (done % config.image_every == 0 or done == total_steps):
-      image = logs.overlay_first(predict_fn, state, local, layer)
+      image = logs.overlay_first(predict_fn, state, local, layer, task.mesh_key,
+                                 *task.overlay_camera)
       draw.save_png(workdir / 'images' / f'overlay_{done:07d}.png', image)
       writer.image(done, 'overlay', image)
     if done % steps_per_epoch == 0:

@@ -1,8 +1,9 @@
 """Train state, initialisation under jit with shardings, and the jitted update step.
 
-The step takes a batch of *examples* (h4w_datasets), computes the SMPL-X
-targets on the device (h4w_jax.models.targets), runs the model in train mode and
-applies Adam. A non-finite loss or gradient leaves the state untouched and is
+The step takes a batch of *examples* (h4w_datasets), computes the targets on the
+device (the task's: SMPL-X targets for the whole-body model, MANO targets for the
+hand-only model of stage 2; h4w_jax.training.tasks), runs the model in train mode
+and applies Adam. A non-finite loss or gradient leaves the state untouched and is
 reported in the metrics, so the loop can stop with the last good state.
 """
 
@@ -17,7 +18,7 @@ import jax.numpy as jnp
 import optax
 
 from h4w_jax.models import hand4whole as model_lib
-from h4w_jax.models import outputs, targets
+from h4w_jax.training.tasks import Task
 
 Array = jax.Array
 
@@ -48,18 +49,19 @@ def _all_finite(tree) -> Array:
   return jnp.stack(leaves).all()
 
 
-def train_step(state: TrainState, batch: dict, layer, target_layer=None, *,
-               model: model_lib.Hand4Whole, tx: optax.GradientTransformation,
-               schedule: optax.Schedule, compute_dtype=jnp.float32,
-               detach_joints_for_projection: bool = False):
+def train_step(state: TrainState, batch: dict, layer, target_layer=None, *, task: Task,
+               tx: optax.GradientTransformation, schedule: optax.Schedule,
+               compute_dtype=jnp.float32):
   """One update. Returns (new_state, metrics) with every loss term's mean,
   the total loss, the learning rate, the gradient norm and `finite`.
 
-  layer: the SMPL-X layer of the model's outputs (upstream's smplx_layer).
-  target_layer: what the targets are computed with; `targets.smplx_joints(layer)`
-    gives the same joints from ~6% of the vertices (default: `layer`).
+  layer: the body model of the model's outputs (task.body_models: upstream's
+    smplx_layer, or the MANO layer with its joint regressor).
+  target_layer: what the targets are computed with (`targets.smplx_joints(layer)`
+    gives the same joints from ~6% of the vertices; default: `layer`).
   """
-  inputs, target, meta_info = targets.train_batch(
+  model = task.model
+  inputs, target, meta_info = task.train_batch(
       layer if target_layer is None else target_layer, batch)
 
   def loss_fn(params):
@@ -68,8 +70,7 @@ def train_step(state: TrainState, batch: dict, layer, target_layer=None, *,
         {'params': jax.tree.map(cast, params), 'batch_stats': state.batch_stats},
         cast(inputs['img']), train=True, mutable=['batch_stats'])
     out = jax.tree.map(lambda x: x.astype(jnp.float32), out)
-    losses = outputs.train_losses(out, layer, target, meta_info,
-                                  detach_joints_for_projection=detach_joints_for_projection)
+    losses = task.train_losses(out, layer, target, meta_info)
     means = {k: jnp.mean(v) for k, v in losses.items()}
     return sum(means.values()), (means, updates['batch_stats'])
 
@@ -89,7 +90,7 @@ def train_step(state: TrainState, batch: dict, layer, target_layer=None, *,
   return new_state, metrics
 
 
-def predict(variables, images, layer, *, model: model_lib.Hand4Whole):
+def predict(variables, images, layer, *, task: Task):
   """Test-mode outputs (upstream's out dict) for overlays and evaluation."""
-  out = model.apply(variables, images, train=False)
-  return outputs.test_outputs(out, layer)
+  out = task.model.apply(variables, images, train=False)
+  return task.test_outputs(out, layer)
