@@ -431,14 +431,14 @@ def smplx_targets(layers: Layers, batch: Mapping[str, Any], with_mesh: bool = Fa
   joint_trunc = joint_trunc.astype(dtype)[..., None]
 
   # 3D rotation augmentation of the joints and of the root pose
-  rot_z = rot_z(f('rot'))
-  joint_cam = jnp.einsum('bij,bnj->bni', rot_z, joint_cam, precision=_EXACT)
+  aug_rot = rot_z(f('rot'))
+  joint_cam = jnp.einsum('bij,bnj->bni', aug_rot, joint_cam, precision=_EXACT)
   pose = cam['pose']
   yz_mirror = jnp.asarray([1.0, -1.0, -1.0], dtype)
   pose = jnp.where(flip[:, None, None], pose[:, _ORIG_FLIP_PERM] * yz_mirror, pose)
   rotation_valid = jnp.where(flip[:, None], cam['rotation_valid'][:, _ORIG_FLIP_PERM],
                              cam['rotation_valid'])
-  root = principal_axis_angle(_matmul(rot_z, axis_angle_to_rotmat(pose[:, js.ROOT_IDX])))
+  root = principal_axis_angle(_matmul(aug_rot, axis_angle_to_rotmat(pose[:, js.ROOT_IDX])))
   pose = pose.at[:, js.ROOT_IDX].set(root)
 
   shape = f('smplx_shape')
