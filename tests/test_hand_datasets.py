@@ -296,6 +296,32 @@ def test_malformed_input_names_file_and_annotation(tmp_path, hand_root):
     interhand26m.InterHand26M(root, 'test')
 
 
+def test_freihand_errors_name_the_file_and_annotation(tmp_path, hand_root):
+  import shutil
+  root = tmp_path / 'data'
+  shutil.copytree(hand_root / 'FreiHAND', root / 'FreiHAND')
+  path = root / 'FreiHAND' / 'data' / 'freihand_train_data.json'
+  data = json.loads(path.read_text())
+  data['3']['mano_param']['pose'] = data['3']['mano_param']['pose'][:40]
+  path.write_text(json.dumps(data))
+  with pytest.raises(ValueError, match=rf'{path} db_idx 3 .*annotation 4\).*pose.*40 values'):
+    freihand.FreiHAND(root, 'train')
+
+
+def test_array_record_keeps_the_hand_examples(tmp_path, hand_root):
+  from h4w_datasets import array_record
+  reader = interhand26m.InterHand26M(hand_root, 'train')
+  manifest = array_record.convert(reader, tmp_path / 'shards', num_shards=2)
+  assert json.loads(manifest.read_text())['kind'] == 'hand'
+  shards = registry.make_reader(manifest.name, tmp_path / 'shards', 'train', task='hand')
+  assert shards.info == reader.info and len(shards) == len(reader)
+  for i in (0, len(reader) - 1):
+    a = ht.make_example(reader[i], reader.info)
+    b = ht.make_example(shards[i], shards.info)
+    for key in a:
+      np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
 def test_hand_and_wholebody_mscoco_do_not_overwrite_each_other(tmp_path, hand_root):
   with pytest.raises(FileExistsError, match='whole-body'):
     (tmp_path / 'MSCOCO').mkdir()
