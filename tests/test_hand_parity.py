@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 
 import fake_hand
+from h4w_jax.inference import HandPredictor
 from h4w_jax.models import hand_only, hand_outputs, outputs
 from h4w_jax.weights import cli, files, keys, stages
 
@@ -69,7 +70,7 @@ def test_fakes_are_the_goldens_inputs(goldens, state_dict):
 
 
 def test_converted_snapshot_predicts_as_upstream(goldens, state_dict, hand_model, tmp_path,
-                                                 capsys):
+                                                 capsys, clean_human_model_files):
   """snapshot_12.pth.tar -> `python -m h4w_jax.convert` -> our model -> upstream's outputs;
   and back with --to-torch, bit for bit."""
   snapshot = tmp_path / 'snapshot_12.pth.tar'
@@ -80,9 +81,16 @@ def test_converted_snapshot_predicts_as_upstream(goldens, state_dict, hand_model
   variables, meta = files.load_checkpoint(tmp_path / 'ckpt')
   assert meta['model'] == 'hand' and files.model_config_of(variables) == \
       hand_only.HandModelConfig(depth=50)
-  ours = _predict(variables, fake_hand.fake_images(BATCH), hand_model)
+  predictor = HandPredictor(variables, hand_model, meta['epoch'])
+  assert predictor.epoch == 12
+  ours = predictor(fake_hand.fake_images(BATCH))
   errors = _errors(ours, goldens)
   assert all(errors[k] <= TEST_TOL[k] for k in TEST_TOL), errors
+
+  direct = HandPredictor.from_checkpoint(snapshot, clean_human_model_files)  # unconverted
+  assert direct.epoch == 12
+  np.testing.assert_array_equal(direct(fake_hand.fake_images(BATCH))['mano_mesh_cam'],
+                                ours['mano_mesh_cam'])
 
   assert cli.main(['--to-torch', str(tmp_path / 'ckpt'), str(tmp_path / 'back.pth.tar')]) == 0
   back = files.load_snapshot(tmp_path / 'back.pth.tar')[0]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -21,8 +22,8 @@ import numpy as np
 
 from h4w_jax.common import spaces
 from h4w_jax.models import hand4whole as model_lib
-from h4w_jax.models import outputs
-from h4w_jax.weights import files
+from h4w_jax.models import hand_only, hand_outputs, outputs
+from h4w_jax.weights import files, keys
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -48,6 +49,9 @@ class Predictor:
     quickstart's).
     """
     variables, meta = files.load_checkpoint(checkpoint_dir)
+    if files.is_hand_variables(variables):
+      raise ValueError(f'{checkpoint_dir} holds the hand-only model of stage 2: use '
+                       'h4w_jax.inference.HandPredictor')
     return cls(variables=variables, layer=outputs.smplx_layer(human_model_path),
                epoch=meta.get('epoch'), config=model_config or files.model_config_of(variables))
 
@@ -58,3 +62,51 @@ class Predictor:
       raise ValueError(f'images must be (B, {expected[0]}, {expected[1]}, 3) RGB crops in '
                        f'[0, 1], channels last; got {images.shape}')
     return jax.tree.map(np.asarray, _predict(self.config, self.variables, self.layer, images))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _predict_hand(config, variables, model, images):
+  net = hand_only.HandOnly(config).apply(variables, images, train=False)
+  return hand_outputs.test_outputs(net, model)
+
+
+@dataclasses.dataclass(frozen=True)
+class HandPredictor:
+  """The hand-only model of stage 2: (B, 256, 256, 3) right-hand crops in [0, 1] -> upstream's
+  Pose2Pose test-mode dict (hand_outputs.test_outputs). Mirror a left hand's crop first, and
+  its mesh's x (and every pose joint's y, z) back after.
+
+      predictor = HandPredictor.from_checkpoint('hand_ckpt', human_model_path='human_model_files')
+      out = predictor(crops)   # out['mano_mesh_cam'] (B, 778, 3), out['mano_pose'] (B, 48), ...
+  """
+  variables: Any
+  model: Any                      # hand_outputs.HandModel: the right MANO layer and regressor
+  epoch: int | None = None
+  config: hand_only.HandModelConfig = hand_only.HandModelConfig()
+
+  @classmethod
+  def from_checkpoint(cls, checkpoint, human_model_path):
+    """A converted folder, a stage-2 training workdir or an upstream hand snapshot
+    (snapshot_12_hand.pth.tar); the backbone depth is read off the weights."""
+    path = Path(checkpoint)
+    if path.is_dir():
+      variables, meta = files.read_variables(path)
+    else:
+      state_dict, epoch, _ = files.load_snapshot(path)
+      if not files.is_hand_state_dict(state_dict):
+        raise ValueError(f'{path} holds the whole-body model: use h4w_jax.inference.Predictor')
+      config = hand_only.HandModelConfig(depth=files.state_dict_depth(state_dict))
+      variables = keys.torch_to_flax(state_dict, hand_only.variable_shapes(config), str(path))
+      meta = {'epoch': epoch}
+    if not files.is_hand_variables(variables):
+      raise ValueError(f'{path} holds the whole-body model: use h4w_jax.inference.Predictor')
+    return cls(variables=variables, model=hand_outputs.hand_model(human_model_path),
+               epoch=meta.get('epoch'), config=files.model_config_of(variables))
+
+  def __call__(self, images) -> dict[str, np.ndarray]:
+    images = np.asarray(images, np.float32)
+    expected = spaces.HAND_INPUT_SHAPE + (3,)
+    if images.ndim != 4 or images.shape[1:] != expected:
+      raise ValueError(f'images must be (B, {expected[0]}, {expected[1]}, 3) RGB hand crops in '
+                       f'[0, 1], channels last; got {images.shape}')
+    return jax.tree.map(np.asarray, _predict_hand(self.config, self.variables, self.model, images))

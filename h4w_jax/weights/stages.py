@@ -91,15 +91,17 @@ def merge_hand(body: Mapping, hand_state_dict: Mapping[str, Any], init_variables
 
 
 def initial_hand_variables(model_cfg, rng, *, checkpoint: str = '', hand_backbone: str = '',
-                           **unused) -> dict:
+                           body_backbone: str = '', face_backbone: str = '') -> dict:
   """The hand-only model's starting weights (stage 2, config.init): all of them from
   `checkpoint` (a converted folder, a training workdir or an upstream hand snapshot
   .pth.tar), else upstream's get_model('train'): init_weights on the heads and
   torchvision's ImageNet ResNet for the backbone (`hand_backbone`, e.g.
-  resnet50-11ad3fa6.pth, IMAGENET1K_V2 as upstream). The whole-body backbone paths
-  of config.init do not apply and are ignored."""
+  resnet50-11ad3fa6.pth, IMAGENET1K_V2 as upstream). The whole-body model's body and
+  face backbones have no place in it: giving one is an error, not ignored."""
   from h4w_jax.models import hand_only
-  del unused
+  if body_backbone or face_backbone:
+    raise ValueError('the hand-only model (stage 2) has one backbone: give it as '
+                     'init.hand_backbone, not init.body_backbone / init.face_backbone')
   target_shapes = hand_only.variable_shapes(model_cfg)
   if checkpoint:
     path = Path(checkpoint)
