@@ -47,12 +47,9 @@ def get_bbox(joint_img, joint_valid, extend_ratio: float = 1.2) -> np.ndarray:
   keep = np.asarray(joint_valid).reshape(-1) == 1
   x, y = joint_img[keep, 0], joint_img[keep, 1]
   xmin, xmax, ymin, ymax = x.min(), x.max(), y.min(), y.max()
-  # upstream's operation order: the corners first, the size as their difference
-  cx, width = (xmin + xmax) / 2.0, xmax - xmin
-  cy, height = (ymin + ymax) / 2.0, ymax - ymin
-  xmin, xmax = cx - 0.5 * width * extend_ratio, cx + 0.5 * width * extend_ratio
-  ymin, ymax = cy - 0.5 * height * extend_ratio, cy + 0.5 * height * extend_ratio
-  return np.array([xmin, ymin, xmax - xmin, ymax - ymin]).astype(np.float32)
+  cx, cy = (xmin + xmax) / 2.0, (ymin + ymax) / 2.0
+  w, h = (xmax - xmin) * extend_ratio, (ymax - ymin) * extend_ratio
+  return np.array([cx - w / 2, cy - h / 2, w, h], np.float32)
 
 
 def sanitize_bbox(bbox, img_width, img_height) -> Optional[np.ndarray]:
