@@ -22,8 +22,8 @@ Run-book
   Hardware and time: upstream trained on 4 GPUs; not measured here (no accelerator was
     available to this project).
   Expected: FreiHAND (paper, R-50): PA-MPJPE 7.7 mm, PA-MPVPE 7.7 mm, F@5 0.664, F@15
-    0.971: `python eval.py --config configs/eval_freihand.py --checkpoint runs/stage2
-    --config.eval.ground_truth=FreiHAND_pub_v2_eval` (or submit pred.json to the server).
+    0.971: `python eval.py --config configs/eval_freihand.py --checkpoint runs/stage2`
+    (metrics with data/FreiHAND/FreiHAND_pub_v2_eval; pred.json for the server always).
   Next: stage 3 starts from stage 1 + this run's backbone:
     python -m h4w_jax.convert merge-hand runs/stage1 runs/stage2 runs/merged
     (a workdir or an exported folder; upstream's snapshot_12_hand.pth.tar works as well).
