@@ -168,21 +168,20 @@ def jax_step(config_name: str, batch_size: int, human_model_path, dtype: str = '
   import functools
   import jax
   from h4w_jax.models import hand4whole as model_lib
-  from h4w_jax.models import outputs, targets
-  from h4w_jax.training import loop, optim, step as step_lib
-  from h4w_jax.weights import keys, stages
+  from h4w_jax.training import loop, optim, step as step_lib, tasks
+  from h4w_jax.weights import keys
   if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))   # configs/*.py import `configs.default`
   config = loop.load_config_file(REPO / 'configs' / f'{config_name}.py')
   config.batch_size = batch_size
   config.compute_dtype = dtype
-  model_cfg = loop.model_config(config)
-  model = model_lib.Hand4Whole(model_cfg)
+  task = tasks.from_config(config)
+  model_cfg = task.model_config
   schedule = optim.learning_rate_schedule(config.lr, config.lr_dec_epoch, config.lr_dec_factor,
                                           1000, config.start_epoch)
   tx = optim.make_optimizer(schedule, config.grad_clip_norm)
   rng = jax.random.key(config.seed)
-  depths = (model_cfg.body_depth, model_cfg.hand_depth, model_cfg.face_depth)
+  depths = (model_cfg.body_depth, model_cfg.hand_depth, model_cfg.face_depth)   # whole body
   if depths == FAKE_DEPTHS:
     sys.path.insert(0, str(REPO / 'tests'))
     import fake_h4w
@@ -190,15 +189,13 @@ def jax_step(config_name: str, batch_size: int, human_model_path, dtype: str = '
     variables = keys.torch_to_flax(state_dict, model_lib.variable_shapes(model_cfg))
     label = 'fake (tests/fake_h4w.py)'
   else:
-    variables = stages.initial_variables(model_cfg, rng, **config.init.to_dict())
+    variables = task.initial_variables(rng, **config.init.to_dict())
     label = 'trainer init'
   state = jax.jit(lambda v, key: step_lib.init_state(key, model_cfg, tx, lambda _: v))(
       variables, rng)
-  layer = outputs.smplx_layer(human_model_path)
-  target_layer = targets.smplx_joints(layer)   # as the trainer passes it
+  layer, target_layer = task.body_models(human_model_path)   # as the trainer passes them
   step = jax.jit(functools.partial(
-      step_lib.train_step, model=model, tx=tx, schedule=schedule,
-      detach_joints_for_projection=config.detach_joints_for_projection), donate_argnums=0)
+      step_lib.train_step, task=task, tx=tx, schedule=schedule), donate_argnums=0)
   # Layers are arguments, not closures: arrays must not become constants of the program.
   return functools.partial(step, target_layer=target_layer), state, layer, depths, label
 

@@ -18,6 +18,10 @@ def get_config():
   c.synthetic = False            # True: write synthetic body models and mini datasets if missing
   c.synthetic_images = 16        # images per synthetic mini dataset
 
+  # The model family (h4w_jax.training.tasks): 'wholebody' (stages 1 and 3) or 'hand' (the
+  # hand-only model of stage 2, upstream's Pose2Pose parts='hand'; configs/stage2_hand.py).
+  c.task = 'wholebody'
+
   # Data (upstream main/config.py): the 3D group is mixed 1:1 with the 2D group per epoch.
   c.trainset_3d = ('Human36M',)
   c.trainset_2d = ('MSCOCO', 'MPII')
@@ -34,6 +38,7 @@ def get_config():
       tfds_data_dir=''))
 
   # Model.
+  # hand_depth is also the hand-only model's backbone (stage 2), which stage 3 takes over.
   c.model = ml_collections.ConfigDict(dict(body_depth=50, hand_depth=50, face_depth=18,
                                            fix_lhand_flip=False,
                                            remat='none'))   # 'blocks': recompute ResNet blocks
@@ -61,7 +66,7 @@ def get_config():
   c.init = ml_collections.ConfigDict(dict(
       checkpoint='',             # a converted checkpoint dir or an upstream .pth.tar (all weights)
       body_backbone='',          # SimpleBaseline pose_resnet_50 .pth(.tar) (stage 1)
-      hand_backbone='',          # torchvision resnet50 ImageNet .pth
+      hand_backbone='',          # torchvision resnet50 ImageNet .pth (also stage 2's backbone)
       face_backbone=''))         # torchvision resnet18 ImageNet .pth
 
   # Devices: the batch is split over all mesh axes; fsdp also shards params (rules below).

@@ -34,6 +34,8 @@ class DatasetInfo:
   hand_face_box_dummy: [[x1, y1], [x2, y2]] emitted for a missing box (MSCOCO
     [[0, 0], [1, 1]]; EHF zeros).
   joints_from_smplx: the joint_* targets are the SMPL-X ones (AGORA).
+  kind: which example contract the transform makes ('wholebody'; the hand sets
+    of stage 2 have hand_example.HandDatasetInfo with kind 'hand').
   """
   name: str
   joint_names: tuple[str, ...]
@@ -44,6 +46,7 @@ class DatasetInfo:
   hand_face_box_x_scale: int = 2
   hand_face_box_dummy: tuple = ((0.0, 0.0), (1.0, 1.0))
   joints_from_smplx: bool = False
+  kind: str = 'wholebody'
 
   @property
   def num_joints(self) -> int:

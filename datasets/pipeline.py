@@ -32,6 +32,7 @@ import grain
 import numpy as np
 
 from h4w_datasets import example as ex
+from h4w_datasets import hand_transforms
 from h4w_datasets import preprocessing as pre
 from h4w_datasets import transforms as tf
 
@@ -61,6 +62,21 @@ def train_batch_spec(batch: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
   (int64 ids arrive as int32: jax's default width)."""
   return {k: ((batch,) + shape, np.dtype(np.int32) if dtype == np.int64 else dtype)
           for k, (shape, dtype) in ex.example_spec().items() if k in train_keys()}
+
+
+# The example contract of each kind of dataset (DatasetInfo.kind): its transform and the
+# fields every training example has.
+EXAMPLE_KINDS = {'wholebody': (tf.make_example, train_keys),
+                 'hand': (hand_transforms.make_example, hand_transforms.train_keys)}
+
+
+def kind_of(readers) -> str:
+  """The one example kind of `readers` (whole-body and hand sets do not mix in a batch)."""
+  kinds = {getattr(r.info, 'kind', 'wholebody') for r in readers}
+  if len(kinds) != 1:
+    names = {r.info.name: getattr(r.info, 'kind', 'wholebody') for r in readers}
+    raise ValueError(f'datasets of different kinds cannot share batches: {names}')
+  return kinds.pop()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,8 +206,8 @@ class PositionSource:
       try:
         record = reader[index]
         where = f"{where} ({record.get('img_path') or record.get('source_path')})"
-        example = tf.make_example(record, reader.info, aug, crop_dtype=self.crop_dtype,
-                                  where=where)
+        make_example = EXAMPLE_KINDS[getattr(reader.info, 'kind', 'wholebody')][0]
+        example = make_example(record, reader.info, aug, crop_dtype=self.crop_dtype, where=where)
         break
       except (pre.ImageError, ValueError, KeyError, OSError) as e:
         if not self.skip_bad_samples:
@@ -228,7 +244,7 @@ def make_source(mixture: Mixture, config: PipelineConfig, *, train: bool,
       mixture, seed=config.seed, local_batch=config.local_batch, process_index=process_index,
       process_count=process_count, num_epochs=config.num_epochs, train=train,
       crop_dtype=np.dtype(config.crop_dtype), skip_bad_samples=config.skip_bad_samples,
-      keys=train_keys() if train else None)
+      keys=EXAMPLE_KINDS[kind_of(mixture.readers)][1]() if train else None)
 
 
 def make_dataset(source: PositionSource, config: PipelineConfig) -> grain.IterDataset:

@@ -1,4 +1,8 @@
-"""Readers by upstream's dataset names, for configs ('Human36M', 'MSCOCO', ...)."""
+"""Readers by upstream's dataset names, for configs ('Human36M', 'MSCOCO', ...).
+
+The task picks the table, as upstream's `cfg.parts`: 'wholebody' (the main
+branch's readers) or 'hand' (stage 2's FreiHAND, InterHand26M and MSCOCO hands).
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,18 @@ import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from h4w_datasets.synthetic import DATASET_MODULES
+from h4w_datasets.synthetic import TASK_MODULES
 
-NAMES = tuple(DATASET_MODULES)
+NAMES = tuple(TASK_MODULES['wholebody'])
+HAND_NAMES = tuple(TASK_MODULES['hand'])
 
 
 SOURCES = ('folder', 'tfds')
 
 
-def make_reader(name: str, data_root: os.PathLike, split: str, *, source: str = 'folder',
-                tfds_data_dir: os.PathLike | str | None = None, **options):
+def make_reader(name: str, data_root: os.PathLike, split: str, task: str = 'wholebody', *,
+                source: str = 'folder', tfds_data_dir: os.PathLike | str | None = None,
+                **options):
   """upstream: `eval(name)(transform, split)` with data under `data_root/<name>/`.
 
   source: 'folder' reads upstream's files under data_root; 'tfds' reads the
@@ -24,9 +30,15 @@ def make_reader(name: str, data_root: os.PathLike, split: str, *, source: str = 
     (same records, same examples; `h4w_datasets.tfds_source`).
   options: the reader's keyword options (e.g. AGORA resolution, gendered).
   """
-  if name not in DATASET_MODULES:
-    raise ValueError(f'unknown dataset {name!r}; known: {", ".join(NAMES)}')
+  if task not in TASK_MODULES:
+    raise ValueError(f'unknown task {task!r}; known: {", ".join(TASK_MODULES)}')
+  modules = TASK_MODULES[task]
+  if name not in modules:
+    raise ValueError(f'unknown {task} dataset {name!r}; known: {", ".join(modules)}')
   if source == 'tfds':
+    if task != 'wholebody':
+      raise ValueError(f"dataset {name}: source 'tfds' covers the whole-body datasets; the "
+                       f"{task} datasets read from folders (config.data.source='folder')")
     if not tfds_data_dir:
       raise ValueError(f"dataset {name}: source 'tfds' needs tfds_data_dir "
                        '(config.data.tfds_data_dir)')
@@ -38,16 +50,17 @@ def make_reader(name: str, data_root: os.PathLike, split: str, *, source: str = 
     raise FileNotFoundError(
         f'dataset {name}: {Path(data_root) / name} does not exist. Put upstream\'s data/{name} '
         f'folder there (see README, "Datasets"), or write a synthetic mini version with '
-        f'`python -m h4w_datasets.synthetic {data_root} --datasets {name}`')
-  module = importlib.import_module(f'h4w_datasets.{DATASET_MODULES[name]}')
+        f'`python -m h4w_datasets.synthetic {data_root} --task {task} --datasets {name}`')
+  module = importlib.import_module(f'h4w_datasets.{modules[name]}')
   return getattr(module, name)(data_root, split, **options)
 
 
 def make_groups(data_root: os.PathLike, trainset_3d: Sequence[str], trainset_2d: Sequence[str],
                 options: Mapping[str, Mapping] | None = None, split: str = 'train', *,
-                source: str = 'folder', tfds_data_dir: os.PathLike | str | None = None):
+                source: str = 'folder', tfds_data_dir: os.PathLike | str | None = None,
+                task: str = 'wholebody'):
   """upstream Trainer: [3D group, 2D group] of readers (empty groups dropped later)."""
   options = options or {}
-  make = lambda name: make_reader(name, data_root, split, source=source,
+  make = lambda name: make_reader(name, data_root, split, task, source=source,
                                   tfds_data_dir=tfds_data_dir, **dict(options.get(name, {})))
   return [[make(n) for n in trainset_3d], [make(n) for n in trainset_2d]]

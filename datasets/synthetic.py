@@ -1,6 +1,6 @@
 """Synthetic mini-datasets: rendered bodies written in each dataset's upstream format.
 
-    python -m h4w_datasets.synthetic OUT [--human-model-path DIR] [--num 8]
+    python -m h4w_datasets.synthetic OUT [--human-model-path DIR] [--num 8] [--task hand]
 
 `render_scenes` poses random SMPL-X (or SMPL) bodies in front of a camera and
 renders them over a textured background with the CPU rasterizer, so the
@@ -219,10 +219,16 @@ DATASET_MODULES = {
     'Human36M': 'human36m', 'MSCOCO': 'mscoco', 'MPII': 'mpii', 'MPI_INF_3DHP': 'mpi_inf_3dhp',
     'PW3D': 'pw3d', 'AGORA': 'agora', 'EHF': 'ehf',
 }
+# The hand-only stage 2 (upstream's Pose2Pose, parts='hand'): MSCOCO is its hand reader.
+HAND_DATASET_MODULES = {'FreiHAND': 'freihand', 'InterHand26M': 'interhand26m',
+                        'MSCOCO': 'mscoco_hand'}
+TASK_MODULES = {'wholebody': DATASET_MODULES, 'hand': HAND_DATASET_MODULES}
+# A file that tells a hand dataset folder from the whole-body one of the same name.
+HAND_MARKERS = {'MSCOCO': Path('annotations') / 'MSCOCO_train_MANO_NeuralAnnot.json'}
 
 
 def write_mini_datasets(data_root, human_model_path, names: Optional[Sequence[str]] = None, *,
-                        num: int = 8, seed: int = 0) -> Path:
+                        num: int = 8, seed: int = 0, task: str = 'wholebody') -> Path:
   """Write every (or the named) dataset's synthetic mini version under `data_root`.
 
   Each dataset is written into a temporary data root beside it
@@ -233,8 +239,9 @@ def write_mini_datasets(data_root, human_model_path, names: Optional[Sequence[st
   """
   data_root = Path(data_root)
   data_root.mkdir(parents=True, exist_ok=True)
-  for offset, name in enumerate(names or DATASET_MODULES):
-    module = importlib.import_module(f'h4w_datasets.{DATASET_MODULES[name]}')
+  modules = TASK_MODULES[task]
+  for offset, name in enumerate(names or modules):
+    module = importlib.import_module(f'h4w_datasets.{modules[name]}')
     start = time.perf_counter()
     final = data_root / name
     if final.exists():   # never written into: it may be the real dataset
@@ -251,7 +258,23 @@ def write_mini_datasets(data_root, human_model_path, names: Optional[Sequence[st
   return data_root
 
 
-def write_missing(data_root, human_model_path, names: Sequence[str], *, num: int = 8) -> None:
+def _present(data_root: Path, name: str, task: str) -> bool:
+  """Whether `data_root/name` holds the dataset of `task`; a folder of the other task's
+  dataset of the same name (MSCOCO) is an error, not something to overwrite."""
+  folder = data_root / name
+  if not folder.is_dir():
+    return False
+  marker = HAND_MARKERS.get(name)
+  if marker is not None and (task == 'hand') != (folder / marker).exists():
+    raise FileExistsError(
+        f'{folder} holds the {"whole-body" if task == "hand" else "hand"} version of {name} '
+        f'({"without" if task == "hand" else "with"} {marker}); give the {task} run its own '
+        'data_root')
+  return True
+
+
+def write_missing(data_root, human_model_path, names: Sequence[str], *, num: int = 8,
+                  task: str = 'wholebody') -> None:
   """The quickstart's files, written once: synthetic body models in `human_model_path` unless
   SMPL-X files not written by smplx_jax.synthetic are there, and the mini datasets of `names`
   that have no folder in `data_root`. What a killed earlier run left half-written (body
@@ -259,15 +282,15 @@ def write_missing(data_root, human_model_path, names: Sequence[str], *, num: int
   written again."""
   from smplx_jax import synthetic as body_synthetic
   hmf = Path(human_model_path)
+  missing = [n for n in names if not _present(Path(data_root), n, task)]
   state = body_synthetic.status(hmf)
   if state in ('absent', 'incomplete'):
     again = ' again: the last write did not finish' if state == 'incomplete' else ' (once)'
     print(f'Writing synthetic body-model files to {hmf}{again} ...', flush=True)
     body_synthetic.write_human_model_files(hmf, seed=0)
-  missing = [n for n in names if not (Path(data_root) / n).is_dir()]
   if missing:
     print(f'Writing synthetic mini datasets {missing} to {data_root} (once) ...', flush=True)
-    write_mini_datasets(data_root, hmf, missing, num=num)
+    write_mini_datasets(data_root, hmf, missing, num=num, task=task)
 
 
 def main(argv=None) -> int:
@@ -275,7 +298,10 @@ def main(argv=None) -> int:
   parser.add_argument('out', type=Path, help='the data root to write (holds <NAME>/ folders)')
   parser.add_argument('--human-model-path', type=Path, default=None,
                       help='human_model_files folder (default: synthetic files in the cache)')
-  parser.add_argument('--datasets', nargs='*', default=None, choices=sorted(DATASET_MODULES))
+  parser.add_argument('--task', default='wholebody', choices=sorted(TASK_MODULES),
+                      help="'hand': stage 2's FreiHAND, InterHand26M and MSCOCO hands")
+  parser.add_argument('--datasets', nargs='*', default=None,
+                      choices=sorted(set(DATASET_MODULES) | set(HAND_DATASET_MODULES)))
   parser.add_argument('--num', type=int, default=8, help='images per dataset split')
   parser.add_argument('--seed', type=int, default=0)
   args = parser.parse_args(argv)
@@ -283,7 +309,8 @@ def main(argv=None) -> int:
     from smplx_jax.demo import default_model_path
     args.human_model_path = default_model_path()
   os.makedirs(args.out, exist_ok=True)
-  write_mini_datasets(args.out, args.human_model_path, args.datasets, num=args.num, seed=args.seed)
+  write_mini_datasets(args.out, args.human_model_path, args.datasets, num=args.num, seed=args.seed,
+                      task=args.task)
   return 0
 
 

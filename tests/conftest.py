@@ -32,6 +32,15 @@ def clean_human_model_files(tmp_path_factory) -> Path:
   yield from _synthetic_tree(tmp_path_factory, 'hmf_clean', chumpy=False)
 
 
+@pytest.fixture(scope='session')
+def hand_data_root(tmp_path_factory, clean_human_model_files) -> Path:
+  """Synthetic mini FreiHAND, InterHand2.6M and MSCOCO-hand datasets (stage 2), 8 images each."""
+  from h4w_datasets import synthetic
+  root = tmp_path_factory.mktemp('hand_data')
+  synthetic.write_mini_datasets(root, clean_human_model_files, num=8, task='hand')
+  return root
+
+
 NUMERICAL_PACKAGES = ('jax', 'jaxlib', 'numpy', 'scipy', 'opencv-python-headless', 'torch', 'smplx',
                       'flax', 'optax', 'orbax-checkpoint', 'grain', 'pillow', 'ml-dtypes')
 

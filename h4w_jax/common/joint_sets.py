@@ -89,5 +89,23 @@ def flip_permutation(num_joints: int, pairs) -> np.ndarray:
 FLIP_PERM = flip_permutation(NUM_JOINTS, FLIP_PAIRS)
 ORIG_FLIP_PERM = flip_permutation(NUM_ORIG_JOINTS, ORIG_FLIP_PAIRS)
 
+# ---------------------------------------------------------------------------
+# MANO (the hand-only model of stage 2; upstream: Pose2Pose human_models.py MANO)
+
+# The 16 pose joints of the MANO file, in pose-vector order (root first).
+MANO_ORIG_JOINT_NAMES = ('Wrist',) + tuple(f'{finger}_{i}' for finger in (
+    'Index', 'Middle', 'Pinky', 'Ring', 'Thumb') for i in range(1, 4))
+NUM_MANO_ORIG_JOINTS = 16
+# The 21 supervised hand joints (FreiHAND's and COCO-WholeBody's keypoint order): the 16
+# skeleton joints by name plus one fingertip vertex per finger (the _4 joints).
+MANO_JOINT_NAMES = ('Wrist',) + _HAND_NAMES
+NUM_MANO_JOINTS = 21
+MANO_ROOT_IDX = 0
+MANO_FINGERTIP_VERTICES = {'Thumb_4': 745, 'Index_4': 317, 'Middle_4': 445, 'Ring_4': 556,
+                           'Pinky_4': 673}
+MANO_SKELETON = tuple((0, 1 + 4 * f) for f in range(5)) + tuple(
+    (1 + 4 * f + k, 2 + 4 * f + k) for f in range(5) for k in range(3))
+
 assert JOINT_IDX.shape == (NUM_JOINTS,)
 assert len(JOINT_NAMES) == NUM_JOINTS and len(ORIG_JOINT_NAMES) == NUM_ORIG_JOINTS
+assert len(MANO_ORIG_JOINT_NAMES) == NUM_MANO_ORIG_JOINTS and len(MANO_JOINT_NAMES) == NUM_MANO_JOINTS

@@ -21,3 +21,16 @@ CAMERA_3D_SIZE = 2.5
 # and then stored as float32 (torch.FloatTensor), about 56.381863.
 CAMERA_K = math.sqrt(FOCAL[0] * FOCAL[1] * CAMERA_3D_SIZE * CAMERA_3D_SIZE
                      / (INPUT_BODY_SHAPE[0] * INPUT_BODY_SHAPE[1]))
+
+# The hand-only model of stage 2 (upstream's Pose2Pose branch, `cfg.parts == 'hand'`): a
+# 256x256 hand crop, an 8x8x8 heatmap and its own virtual camera (focal 5000 px at the
+# crop's centre, depth range camera_3d_size 0.4 m): k = 5000 * 0.4 / 256 = 7.8125 exactly.
+HAND_INPUT_SHAPE = INPUT_HAND_SHAPE                 # (256, 256)
+HAND_HM_SHAPE = OUTPUT_HAND_HM_SHAPE                # (8, 8, 8)
+HAND_FOCAL = FOCAL
+HAND_PRINCPT = (HAND_INPUT_SHAPE[1] / 2, HAND_INPUT_SHAPE[0] / 2)   # (128.0, 128.0)
+HAND_CAMERA_3D_SIZE = 0.4
+HAND_CAMERA_K = math.sqrt(HAND_FOCAL[0] * HAND_FOCAL[1] * HAND_CAMERA_3D_SIZE
+                          * HAND_CAMERA_3D_SIZE / (HAND_INPUT_SHAPE[0] * HAND_INPUT_SHAPE[1]))
+# bbox_3d_size: wrist-relative depth in [-0.15, 0.15] m spans the heatmap's 8 depth bins.
+HAND_3D_SIZE = 0.3

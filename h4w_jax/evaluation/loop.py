@@ -37,7 +37,7 @@ import numpy as np
 
 from h4w_datasets import example as ex
 from h4w_jax.common import atomic, config_checks, sharding
-from h4w_jax.evaluation import agora_files, metrics
+from h4w_jax.evaluation import agora_files, hand_loop, metrics
 from h4w_jax.models import hand4whole as model_lib
 from h4w_jax.models import outputs, targets
 from h4w_jax.weights import files
@@ -306,16 +306,24 @@ def _agora_files(reader, split: str, index: np.ndarray, agora: dict, out_dir: Pa
 
 
 def run(config, checkpoint, out_dir='results') -> dict[str, Any]:
-  """Evaluate `checkpoint` on config.eval.dataset; returns what the JSON holds."""
+  """Evaluate `checkpoint` on config.eval.dataset; returns what the JSON holds.
+
+  FreiHAND and InterHand26M evaluate the hand-only model of stage 2 (hand_loop)."""
   from h4w_datasets import pipeline, registry
   try:   # every setting, before anything is read or written
     config_checks.check_evaluation(config, checkpoint, devices=jax.device_count(),
-                                   processes=jax.process_count(), datasets=DATASETS,
-                                   splits=SPLITS.get)
+                                   processes=jax.process_count(),
+                                   datasets=DATASETS + hand_loop.DATASETS,
+                                   splits={**SPLITS, **hand_loop.SPLITS}.get)
   except config_checks.ConfigError as e:
     raise EvalError(str(e)) from None
   ev = config.eval
   dataset = ev.dataset
+  if dataset in hand_loop.DATASETS:
+    try:
+      return hand_loop.run(config, checkpoint, out_dir)
+    except hand_loop.HandEvalError as e:
+      raise EvalError(str(e)) from e
   is_chief = jax.process_index() == 0
   out_dir = Path(out_dir)
   started = time.perf_counter()

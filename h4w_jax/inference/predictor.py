@@ -27,7 +27,7 @@ import numpy as np
 
 from h4w_jax.common import spaces
 from h4w_jax.models import hand4whole as model_lib
-from h4w_jax.models import outputs
+from h4w_jax.models import hand_only, hand_outputs, outputs
 from h4w_jax.weights import files
 
 # The SMPL-X parameters of upstream's test-mode outputs: our name -> output key.
@@ -87,6 +87,9 @@ class Predictor:
     """
     variables, config, _, epoch = files.load_model(
         checkpoint, model_config or model_lib.ModelConfig(), with_epoch=True)
+    if isinstance(config, hand_only.HandModelConfig):
+      raise files.WeightsError(f'{checkpoint} holds the hand-only model of stage 2: use '
+                               'h4w_jax.inference.HandPredictor')
     if model_config is not None and config != model_config:
       raise files.WeightsError(
           f'{checkpoint} has {files.depths_str(config)} backbones; model_config says '
@@ -135,3 +138,43 @@ def params_of(out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
   """The SMPL-X parameters of test-mode outputs, (B, ...) each, under PARAM_KEYS names."""
   return {k: np.asarray(out[v], np.float32) for k, v in PARAM_KEYS.items()}
 
+
+@functools.partial(jax.jit, static_argnums=0)
+def _predict_hand(config, variables, model, images):
+  net = hand_only.HandOnly(config).apply(variables, images, train=False)
+  return hand_outputs.test_outputs(net, model)
+
+
+@dataclasses.dataclass(frozen=True)
+class HandPredictor:
+  """The hand-only model of stage 2: (B, 256, 256, 3) right-hand crops in [0, 1] -> upstream's
+  Pose2Pose test-mode dict (hand_outputs.test_outputs). Mirror a left hand's crop first, and
+  its mesh's x (and every pose joint's y, z) back after.
+
+      predictor = HandPredictor.from_checkpoint('hand_ckpt', human_model_path='human_model_files')
+      out = predictor(crops)   # out['mano_mesh_cam'] (B, 778, 3), out['mano_pose'] (B, 48), ...
+  """
+  variables: Any
+  model: Any                      # hand_outputs.HandModel: the right MANO layer and regressor
+  epoch: int | None = None
+  config: hand_only.HandModelConfig = hand_only.HandModelConfig()
+
+  @classmethod
+  def from_checkpoint(cls, checkpoint, human_model_path):
+    """A converted folder, a stage-2 training workdir or an upstream hand snapshot
+    (snapshot_12_hand.pth.tar); the backbone depth is read off the weights."""
+    variables, config, _, epoch = files.load_model(checkpoint, hand_only.HandModelConfig(),
+                                                   with_epoch=True)
+    if not isinstance(config, hand_only.HandModelConfig):
+      raise files.WeightsError(f'{checkpoint} holds the whole-body model: use '
+                               'h4w_jax.inference.Predictor')
+    return cls(variables=variables, model=hand_outputs.hand_model(human_model_path),
+               epoch=epoch, config=config)
+
+  def __call__(self, images) -> dict[str, np.ndarray]:
+    images = np.asarray(images, np.float32)
+    expected = spaces.HAND_INPUT_SHAPE + (3,)
+    if images.ndim != 4 or images.shape[1:] != expected:
+      raise ValueError(f'images must be (B, {expected[0]}, {expected[1]}, 3) RGB hand crops in '
+                       f'[0, 1], channels last; got {images.shape}')
+    return jax.tree.map(np.asarray, _predict_hand(self.config, self.variables, self.model, images))

@@ -350,38 +350,45 @@ def restore_bbox(center, size, aspect_ratio: float, extension: float):
   return jnp.stack([x1, y1, w + x1, h + y1], axis=-1)
 
 
-def get_camera_trans(cam_param):
-  """upstream: main/model.py Model.get_camera_trans.
+def get_camera_trans(cam_param, k: float = CAMERA_K):
+  """upstream: main/model.py Model.get_camera_trans (both branches).
 
   Args:
     cam_param: (B, 3) raw network output (tx, ty, depth logit).
+    k: sqrt(fx * fy * camera_3d_size^2 / (H * W)) of the input: CAMERA_K
+      (whole body, 2.5 m over 256x192) or spaces.HAND_CAMERA_K (the hand-only
+      model, 0.4 m over 256x256); upstream stores it as float32.
   Returns:
-    (B, 3) camera translation (tx, ty, k * sigmoid(logit)) in metres, with
-    k = sqrt(fx * fy * 2.5^2 / (256 * 192)) (CAMERA_K, float32).
+    (B, 3) camera translation (tx, ty, k * sigmoid(logit)) in metres.
   """
-  k = jnp.asarray(CAMERA_K, jnp.float32).astype(cam_param.dtype)
+  k = jnp.asarray(k, jnp.float32).astype(cam_param.dtype)
   t_z = k * jax.nn.sigmoid(cam_param[:, 2])
   return jnp.concatenate([cam_param[:, :2], t_z[:, None]], axis=1)
 
 
-def project_joints(joints_cam, cam_trans):
-  """Perspective projection of camera-space joints into body-heatmap units.
+def project_joints(joints_cam, cam_trans, focal=FOCAL, princpt=PRINCPT,
+                   input_shape=INPUT_BODY_SHAPE, hm_shape=OUTPUT_HM_SHAPE):
+  """Perspective projection of camera-space joints into heatmap units.
 
   upstream: main/model.py Model.get_coord, the joint_proj part:
-  x = (X + tx) / (Z + tz + 1e-4) * fx + cx, then x / 192 * 6 (and y / 256 * 8).
+  x = (X + tx) / (Z + tz + 1e-4) * fx + cx, then x / W * hm_W (and y / H * hm_H).
   (For AGORA-only training upstream detaches X, Y, Z here: pass
-  stop_gradient(joints_cam) for that.)
+  stop_gradient(joints_cam) for that.) The defaults are the whole-body
+  model's spaces (x / 192 * 6, y / 256 * 8); the hand-only model passes the
+  spaces.HAND_* ones (x / 256 * 8).
 
   Args:
     joints_cam: (B, J, 3) model-space joints in metres (no translation).
     cam_trans: (B, 3) camera translation from get_camera_trans.
+    focal, princpt: the virtual camera, input pixels.
+    input_shape: (H, W) of the input; hm_shape: (D, H, W) of the heatmap.
   Returns:
-    (B, J, 2) (x, y) in body-hm units (x in [0, 6), y in [0, 8) when inside).
+    (B, J, 2) (x, y) in heatmap units (x in [0, hm_W) when inside).
   """
   t = cam_trans[:, None, :]
   depth = joints_cam[..., 2] + t[..., 2] + 1e-4
-  x = (joints_cam[..., 0] + t[..., 0]) / depth * FOCAL[0] + PRINCPT[0]
-  y = (joints_cam[..., 1] + t[..., 1]) / depth * FOCAL[1] + PRINCPT[1]
-  x = x / INPUT_BODY_SHAPE[1] * OUTPUT_HM_SHAPE[2]
-  y = y / INPUT_BODY_SHAPE[0] * OUTPUT_HM_SHAPE[1]
+  x = (joints_cam[..., 0] + t[..., 0]) / depth * focal[0] + princpt[0]
+  y = (joints_cam[..., 1] + t[..., 1]) / depth * focal[1] + princpt[1]
+  x = x / input_shape[1] * hm_shape[2]
+  y = y / input_shape[0] * hm_shape[1]
   return jnp.stack([x, y], axis=-1)

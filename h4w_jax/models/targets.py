@@ -48,7 +48,7 @@ Array = jax.Array
 # OUTPUT_HM_SHAPE[0] depth bins: body joints relative to the pelvis, hand
 # joints to their wrist and face joints to the neck.
 BODY_3D_SIZE = 2.0
-HAND_3D_SIZE = 0.3
+HAND_3D_SIZE = spaces.HAND_3D_SIZE
 FACE_3D_SIZE = 0.3
 
 # int32 gather tables (int64 ones trip jit caches shared between x32 and x64)
@@ -237,7 +237,7 @@ def axis_angle_to_rotmat(aa):
   return jnp.where(zero[..., None], ident, rotmat)
 
 
-def _principal_axis_angle(rotmat):
+def principal_axis_angle(rotmat):
   """Matrix -> axis-angle with the angle in [0, pi] (cv2.Rodrigues' range).
 
   Via geometry.rotmat_to_axis_angle (the model side's torchgeometry
@@ -247,7 +247,7 @@ def _principal_axis_angle(rotmat):
   return geo.rotmat_to_axis_angle(rotmat)
 
 
-def _rot_z(rot_deg):
+def rot_z(rot_deg):
   """upstream's rot_aug_mat: Rz(-rot) (B, 3, 3), rot in degrees."""
   a = jnp.deg2rad(-rot_deg)
   c, s = jnp.cos(a), jnp.sin(a)
@@ -255,18 +255,18 @@ def _rot_z(rot_deg):
   return jnp.stack([c, -s, o, s, c, o, o, o, i], axis=-1).reshape(a.shape + (3, 3))
 
 
-def _apply_extrinsics(root_pose, cam_r):
+def apply_extrinsics(root_pose, cam_r):
   """upstream: root <- Rodrigues(R . Rodrigues(root)) when the record has R.
 
   The record stores identity for "no extrinsics" (camera-frame fits); there
   the root is passed through untouched, as upstream skips the branch.
   """
   has_r = jnp.any(cam_r != jnp.eye(3, dtype=cam_r.dtype), axis=(-2, -1))
-  rotated = _principal_axis_angle(_matmul(cam_r, axis_angle_to_rotmat(root_pose)))
+  rotated = principal_axis_angle(_matmul(cam_r, axis_angle_to_rotmat(root_pose)))
   return jnp.where(has_r[:, None], rotated, root_pose)
 
 
-def _translate_to_camera(points, root, cam_r, cam_t):
+def translate_to_camera(points, root, cam_r, cam_t):
   """upstream: X - r + R r + t with r the root joint, for joints and mesh (the
   layer rotates about the rest pelvis, so this completes the extrinsics).
   Written as X + (R r + t - r), which is exactly X for R = I, t = 0."""
@@ -337,7 +337,7 @@ def _smplx_camera(layers: Layers, batch: Mapping[str, Any], with_mesh: bool):
   coord_valid = _part_valid(jnp.ones((b, js.NUM_JOINTS), dtype), js.JOINT_PART, flags)
 
   cam_r, cam_t = f('cam_R'), f('cam_t')
-  root = _apply_extrinsics(root, cam_r)
+  root = apply_extrinsics(root, cam_r)
   body = f('smplx_body_pose')
   gender = jnp.asarray(batch['smplx_gender']) if 'smplx_gender' in batch else None
   joints, mesh = _forward(layers, gender, with_mesh, betas=f('smplx_shape'), global_orient=root,
@@ -345,9 +345,9 @@ def _smplx_camera(layers: Layers, batch: Mapping[str, Any], with_mesh: bool):
                           jaw_pose=jaw, expression=expr, transl=f('smplx_trans'))
   joint_cam = joints[:, js.JOINT_IDX]
   pelvis = joint_cam[:, js.ROOT_IDX]
-  joint_cam = _translate_to_camera(joint_cam, pelvis, cam_r, cam_t)
+  joint_cam = translate_to_camera(joint_cam, pelvis, cam_r, cam_t)
   if mesh is not None:
-    mesh = _translate_to_camera(mesh, pelvis, cam_r, cam_t)
+    mesh = translate_to_camera(mesh, pelvis, cam_r, cam_t)
   pose = jnp.concatenate([root, body, lhand, rhand, jaw], axis=1).reshape(b, -1, 3)
   return dict(joint_cam=joint_cam, mesh=mesh, pose=pose, rotation_valid=rotation_valid,
               coord_valid=coord_valid, expr=expr, expr_valid=face_ok.astype(dtype))
@@ -431,14 +431,14 @@ def smplx_targets(layers: Layers, batch: Mapping[str, Any], with_mesh: bool = Fa
   joint_trunc = joint_trunc.astype(dtype)[..., None]
 
   # 3D rotation augmentation of the joints and of the root pose
-  rot_z = _rot_z(f('rot'))
-  joint_cam = jnp.einsum('bij,bnj->bni', rot_z, joint_cam, precision=_EXACT)
+  aug_rot = rot_z(f('rot'))
+  joint_cam = jnp.einsum('bij,bnj->bni', aug_rot, joint_cam, precision=_EXACT)
   pose = cam['pose']
   yz_mirror = jnp.asarray([1.0, -1.0, -1.0], dtype)
   pose = jnp.where(flip[:, None, None], pose[:, _ORIG_FLIP_PERM] * yz_mirror, pose)
   rotation_valid = jnp.where(flip[:, None], cam['rotation_valid'][:, _ORIG_FLIP_PERM],
                              cam['rotation_valid'])
-  root = _principal_axis_angle(_matmul(rot_z, axis_angle_to_rotmat(pose[:, js.ROOT_IDX])))
+  root = principal_axis_angle(_matmul(aug_rot, axis_angle_to_rotmat(pose[:, js.ROOT_IDX])))
   pose = pose.at[:, js.ROOT_IDX].set(root)
 
   shape = f('smplx_shape')
@@ -552,9 +552,9 @@ def gt_mesh(layers: Layers, params: Mapping[str, Any]) -> Array:
   cam_r = f('cam_R') if 'cam_R' in params else jnp.broadcast_to(jnp.eye(3, dtype=dtype),
                                                                  (b, 3, 3))
   cam_t = f('cam_t') if 'cam_t' in params else jnp.zeros((b, 3), dtype)
-  root = _apply_extrinsics(pose[:, :3], cam_r)
+  root = apply_extrinsics(pose[:, :3], cam_r)
   gender = jnp.asarray(params['smpl_gender']) if 'smpl_gender' in params else None
   _, mesh = _forward(layers, gender, True, betas=f('smpl_shape'), global_orient=root,
                      body_pose=pose[:, 3:], transl=f('smpl_trans'))
   pelvis = jnp.einsum('v,bvk->bk', first.J_regressor[0], mesh, precision=first.precision)
-  return _translate_to_camera(mesh, pelvis, cam_r, cam_t)
+  return translate_to_camera(mesh, pelvis, cam_r, cam_t)

@@ -1,4 +1,5 @@
-"""Training: the state and the jitted step (step), Adam with upstream's schedule (optim),
+"""Training: the model families (tasks: whole body, or the hand-only model of stage 2),
+the state and the jitted step (step), Adam with upstream's schedule (optim),
 orbax checkpoints with the data iterator (checkpoints), TensorBoard and pictures (logs),
 and the loop behind train.py (loop).
 

@@ -19,17 +19,18 @@ import jax
 
 from h4w_jax.common.config_checks import (BATCHNORM, COMPUTE_DTYPES, Checker, ConfigError,
                                           check_data, check_devices, check_rules)
-from h4w_jax.models import hand4whole as model_lib
 from h4w_jax.models import resnet
 
 __all__ = ['ConfigError', 'check_training']
 
 
-def _state_paths(model_cfg: model_lib.ModelConfig, grad_clip_norm: float) -> list[str]:
+def _state_paths(config, grad_clip_norm: float) -> list[str]:
   """The '/'-joined names that sharding rules are matched against (common.sharding)."""
-  from h4w_jax.training import optim, step as step_lib
+  from h4w_jax.training import optim, step as step_lib, tasks
+  task = tasks.from_config(config, device_count=1)
   tx = optim.make_optimizer(lambda _: 1e-4, grad_clip_norm)
-  abstract = jax.eval_shape(lambda: step_lib.init_state(jax.random.key(0), model_cfg, tx))
+  abstract = jax.eval_shape(lambda: step_lib.init_state(jax.random.key(0), task.model_config,
+                                                        tx, task.init_variables))
   return ['/'.join(str(getattr(k, 'key', getattr(k, 'idx', k))) for k in path)
           for path, _ in jax.tree_util.tree_leaves_with_path(abstract)]
 
@@ -39,13 +40,21 @@ def check_training(config, *, devices: int | None = None, processes: int | None 
   from h4w_datasets import registry
   devices = jax.device_count() if devices is None else devices
   processes = jax.process_count() if processes is None else processes
+  from h4w_jax.training import tasks
   c = Checker(config)
   check_devices(c, devices, processes)
+  task = c.get('task', 'wholebody')
+  if task not in tasks.TASKS:
+    c.fail('task', f'must be one of {", ".join(map(repr, tasks.TASKS))}, got {task!r}')
   datasets = [*(c.get('trainset_3d') or ()), *(c.get('trainset_2d') or ())]
   if not datasets:
     c.fail('trainset_3d/trainset_2d', 'name no dataset; at least one is needed')
   synthetic = bool(c.get('synthetic'))
-  check_data(c, datasets, registry.NAMES, synthetic=synthetic)
+  check_data(c, datasets, registry.HAND_NAMES if task == 'hand' else registry.NAMES,
+             synthetic=synthetic)
+  if task == 'hand' and c.get('data.source', 'folder') != 'folder':
+    c.fail('data.source', "must be 'folder' for the hand-only model (its datasets have no TFDS "
+           f"builders), got {c.get('data.source')!r}")
   if synthetic:
     c.integer('synthetic_images', 1, 99)
 
@@ -55,6 +64,12 @@ def check_training(config, *, devices: int | None = None, processes: int | None 
       c.fail(f'model.{field}', f'must be one of {sorted(resnet.STAGES)}, got {depth}')
   c.choice('batchnorm', BATCHNORM)
   c.choice('compute_dtype', COMPUTE_DTYPES)
+  c.choice('model.remat', ('none', 'blocks'))
+  c.integer('data.prefetch_batches', 1)
+  c.choice('guard.host_transfers', ('allow', 'log', 'disallow'))
+  c.number('guard.divergence_factor', what=' (0: no divergence warning)')
+  c.integer('guard.divergence_logs', 0, what=' (0: no growth warning)')
+  c.number('hang_timeout_seconds', what=' (0: no watchdog)')
 
   c.integer('seed')
   start, end = c.integer('start_epoch', 0), c.integer('end_epoch', 1)
@@ -82,8 +97,7 @@ def check_training(config, *, devices: int | None = None, processes: int | None 
   # The state's names need a valid model, and tracing it costs seconds: only for rules that
   # do not match everything (the default '.*' does).
   if not c.problems and not _match_everything(c.get('sharding_rules')):
-    model_cfg = model_lib.ModelConfig(*depths)
-    check_rules(c, _state_paths(model_cfg, float(c.get('grad_clip_norm'))))
+    check_rules(c, _state_paths(config, float(c.get('grad_clip_norm'))))
   else:
     check_rules(c, [])
   c.done()

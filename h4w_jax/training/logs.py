@@ -72,8 +72,10 @@ def read_scalars(jsonl_path) -> list[dict]:
   return [rows[k] for k in sorted(rows)]
 
 
-def first_example_mesh(state, batch: dict, layer, *, predict):
+def first_example_mesh(state, batch: dict, layer, *, predict, mesh_key: str = 'smplx_mesh_cam'):
   """The predicted mesh (V, 3) of the global batch's first example, for the overlay.
+
+  mesh_key: the test-dict mesh (whole body: smplx_mesh_cam; hand-only: mano_mesh_cam).
 
   Jit it with replicated outputs and call it on every process: parameters may be
   sharded across processes, so each one takes part and each gets the result
@@ -81,17 +83,18 @@ def first_example_mesh(state, batch: dict, layer, *, predict):
   img = batch['img'][:1].astype(jnp.float32) * batch['color_scale'][:1, None, None, :]
   shown = jnp.clip(img, 0, 255) / 255.0
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
-  return predict(variables, shown, layer)['smplx_mesh_cam'][0]
+  return predict(variables, shown, layer)[mesh_key][0]
 
 
-def overlay_first(local_batch: dict, mesh_vertices, faces) -> np.ndarray:
+def overlay_first(local_batch: dict, mesh_vertices, faces, focal=draw.CROP_FOCAL,
+                  princpt=draw.CROP_PRINCPT) -> np.ndarray:
   """[input crop | predicted mesh over it] for the first example of the chief's host
-  batch (the global batch's first example)."""
+  batch (the global batch's first example); focal, princpt: the crop's virtual camera."""
   crop = np.asarray(local_batch['img'][0])
   scale = np.asarray(local_batch['color_scale'][0], np.float32)
   shown = np.clip(crop.astype(np.float32) * scale, 0, 255).astype(np.uint8)
   return np.concatenate([shown, draw.overlay(shown, np.asarray(mesh_vertices),
-                                             np.asarray(faces))], axis=1)
+                                             np.asarray(faces), focal, princpt)], axis=1)
 
 
 def _nice_ticks(lo: float, hi: float, count: int = 5) -> np.ndarray:

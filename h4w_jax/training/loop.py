@@ -23,10 +23,8 @@ import numpy as np
 
 from h4w_jax.common import draw, sharding
 from h4w_jax.models import hand4whole as model_lib
-from h4w_jax.models import outputs, targets
 from h4w_jax.training import (checkpoints, config_checks, feeding, guard, inputs, logs, optim,
-                              step as step_lib)
-from h4w_jax.weights import stages
+                              step as step_lib, tasks)
 
 log = logging.getLogger('h4w_jax.train')
 
@@ -36,50 +34,44 @@ class TrainingError(RuntimeError):
 
 
 def model_config(config) -> model_lib.ModelConfig:
-  m = config.model
-  per_device = config.batch_size // jax.device_count()
-  group = per_device if config.batchnorm == 'per_device' else None
-  if config.batchnorm not in ('per_device', 'synced'):
-    raise ValueError(f"config.batchnorm must be 'per_device' or 'synced', got {config.batchnorm!r}")
-  return model_lib.ModelConfig(body_depth=m.body_depth, hand_depth=m.hand_depth,
-                               face_depth=m.face_depth, fix_lhand_flip=m.fix_lhand_flip,
-                               bn_group_size=group, dtype=config.compute_dtype,
-                               remat=m.remat)
+  """The network settings of a training config (its task's model config)."""
+  return tasks.from_config(config).model_config
 
 
 @dataclasses.dataclass(frozen=True)
 class Parts:
   """What a run's jitted step is made of (loop.run, and the compile checks of bench/ and tests)."""
-  model_config: model_lib.ModelConfig
-  model: model_lib.Hand4Whole
+  model_config: Any                        # the task's: hand4whole.ModelConfig, HandModelConfig
+  model: Any                               # the Flax module
   schedule: Any
   tx: Any
   abstract_state: step_lib.TrainState      # ShapeDtypeStructs
   state_shardings: Any
   step_fn: Any                             # jitted, state donated
+  task: tasks.Task
 
 
-def make_parts(config, mesh, steps_per_epoch: int) -> Parts:
-  model_cfg = model_config(config)
-  model = model_lib.Hand4Whole(model_cfg)
+def make_parts(config, mesh, steps_per_epoch: int, task: tasks.Task | None = None) -> Parts:
+  task = task or tasks.from_config(config)
   schedule = optim.learning_rate_schedule(config.lr, config.lr_dec_epoch, config.lr_dec_factor,
                                           steps_per_epoch, config.start_epoch)
   tx = optim.make_optimizer(schedule, config.grad_clip_norm)
   rng = jax.random.key(config.seed)
-  abstract = jax.eval_shape(lambda: step_lib.init_state(rng, model_cfg, tx))
+  abstract = jax.eval_shape(
+      lambda: step_lib.init_state(rng, task.model_config, tx, task.init_variables))
   state_shardings = sharding.tree_shardings(abstract, config.sharding_rules, mesh)
   step_fn = jax.jit(
-      functools.partial(step_lib.train_step, model=model, tx=tx, schedule=schedule,
-                        detach_joints_for_projection=config.detach_joints_for_projection),
+      functools.partial(step_lib.train_step, task=task, tx=tx, schedule=schedule),
       donate_argnums=0, out_shardings=(state_shardings, sharding.replicated(mesh)))
-  return Parts(model_cfg, model, schedule, tx, abstract, state_shardings, step_fn)
+  return Parts(task.model_config, task.model, schedule, tx, abstract, state_shardings, step_fn,
+               task)
 
 
-def _check_files(config) -> None:
+def _check_files(config, need: str = 'model') -> None:
   from smplx_jax import check
   root = Path(config.human_model_path)
   missing = [f'{e.relpath} (from {e.source})' for e in check.expected_files()
-             if e.need == 'model' and not (root / e.relpath).exists()]
+             if e.need == need and not (root / e.relpath).exists()]
   if missing:
     raise TrainingError(f'body-model files missing in {root}: ' + '; '.join(missing)
                         + f'. Run `python -m smplx_jax.check {root}` for the full list.')
@@ -95,16 +87,17 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
     (workdir / 'config.json').write_text(config.to_json_best_effort(indent=1) + '\n')
 
   # ---------------------------------------------------------------- Data & body models
+  task = tasks.from_config(config)
   if config.synthetic:
     if is_chief:
       from h4w_datasets import synthetic
       synthetic.write_missing(config.data_root, config.human_model_path,
                               (*config.trainset_3d, *config.trainset_2d),
-                              num=config.synthetic_images)
+                              num=config.synthetic_images, task=task.name)
     if jax.process_count() > 1:
       from jax.experimental import multihost_utils
       multihost_utils.sync_global_devices('synthetic files written')
-  _check_files(config)
+  _check_files(config, task.body_model_need)
   from h4w_datasets import pipeline, registry
   if config.batch_size % jax.process_count():
     raise ValueError(f'batch_size {config.batch_size} does not split over '
@@ -112,7 +105,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
   local_batch = config.batch_size // jax.process_count()
   groups = registry.make_groups(config.data_root, config.trainset_3d, config.trainset_2d,
                                 config.dataset_options.to_dict(), source=config.data.source,
-                                tfds_data_dir=config.data.tfds_data_dir)
+                                tfds_data_dir=config.data.tfds_data_dir, task=task.name)
   num_epochs = config.end_epoch - config.start_epoch
   data_cfg = pipeline.PipelineConfig(
       seed=config.seed, local_batch=local_batch, num_epochs=num_epochs,
@@ -126,17 +119,16 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
     data_cfg = dataclasses.replace(data_cfg, num_epochs=-(-total_steps // steps_per_epoch))
     dataset, source = pipeline.build(groups, data_cfg, process_index=jax.process_index(),
                                      process_count=jax.process_count())
-  layer = outputs.smplx_layer(config.human_model_path)
+  layer, target_layer = task.body_models(config.human_model_path)
 
   # ---------------------------------------------------------------- Mesh & shardings
   mesh = sharding.make_mesh(config.mesh)
-  parts = make_parts(config, mesh, steps_per_epoch)
+  parts = make_parts(config, mesh, steps_per_epoch, task)
   model_cfg, tx, abstract, state_shardings = (parts.model_config, parts.tx, parts.abstract_state,
                                               parts.state_shardings)
   rng = jax.random.key(config.seed)
   repl = sharding.replicated(mesh)
-  # Targets need only joints: the cut skins ~6% of the vertices (h4w_jax.models.targets).
-  target_layer = jax.device_put(targets.smplx_joints(layer), repl)
+  target_layer = jax.device_put(target_layer, repl)
   layer = jax.device_put(layer, repl)
 
   # ---------------------------------------------------------------- Checkpoints & state
@@ -145,7 +137,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
   data_iter = iter(dataset)
   restored = manager.restore_latest(abstract, state_shardings, data_iter)
   if restored is None:
-    variables = stages.initial_variables(model_cfg, rng, **config.init.to_dict())
+    variables = task.initial_variables(rng, **config.init.to_dict())
     # Arguments, not closures: the weights must not become constants of the program.
     state = jax.jit(lambda v, key: step_lib.init_state(key, model_cfg, tx, lambda _: v),
                     out_shardings=state_shardings)(variables, rng)
@@ -159,8 +151,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
   # ---------------------------------------------------------------- Update step
   step_fn = parts.step_fn
   start_window, add_to_window = jax.jit(step_lib.start_window), jax.jit(step_lib.add_to_window)
-  mesh_fn = jax.jit(functools.partial(logs.first_example_mesh, predict=functools.partial(
-      step_lib.predict, model=parts.model)), out_shardings=repl)
+  mesh_fn = jax.jit(functools.partial(
+      logs.first_example_mesh, mesh_key=task.mesh_key,
+      predict=functools.partial(step_lib.predict, task=task)), out_shardings=repl)
 
   # ---------------------------------------------------------------- Train loop
   # Metrics stay on the device between sync steps (logs, checkpoints, epoch ends); the
@@ -172,7 +165,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
   writer = logs.SummaryWriter(workdir / 'tb', resume_step=first_step) if is_chief else None
   feed = feeding.Prefetcher(data_iter, mesh, depth=config.data.prefetch_batches,
                             check=functools.partial(inputs.check_batch, batch_size=local_batch,
-                                                    crop_dtype=config.data.crop_dtype))
+                                                    crop_dtype=config.data.crop_dtype,
+                                                    kind=task.name))
   last_metrics: dict[str, Any] = {}
   skipped_in_epoch = 0.0
   timer_start, timer_step = time.perf_counter(), first_step
@@ -238,7 +232,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> dict[s
         if config.image_every and (done % config.image_every == 0 or done == total_steps):
           vertices = jax.device_get(mesh_fn(state, fed.batch, layer))   # every process
           if is_chief:
-            image = logs.overlay_first(fed.local, vertices, layer.faces)
+            image = logs.overlay_first(fed.local, vertices, layer.faces,
+                                      *task.overlay_camera)
             draw.save_png(workdir / 'images' / f'overlay_{done:07d}.png', image)
             writer.image(done, 'overlay', image)
         if epoch_end:

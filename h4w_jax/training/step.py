@@ -1,8 +1,9 @@
 """Train state, initialisation under jit with shardings, and the jitted update step.
 
-The step takes a batch of *examples* (h4w_datasets), computes the SMPL-X
-targets on the device (h4w_jax.models.targets), runs the model in train mode and
-applies Adam.
+The step takes a batch of *examples* (h4w_datasets), computes the targets on the
+device (the task's: SMPL-X targets for the whole-body model, MANO targets for the
+hand-only model of stage 2; h4w_jax.training.tasks), runs the model in train mode
+and applies Adam.
 
 The guard: a step whose loss, gradients, new parameters or new optimizer state
 are not all finite is not applied, and once one was not, no later step is
@@ -24,7 +25,7 @@ import jax.numpy as jnp
 import optax
 
 from h4w_jax.models import hand4whole as model_lib
-from h4w_jax.models import outputs, targets
+from h4w_jax.training.tasks import Task
 
 Array = jax.Array
 
@@ -68,28 +69,28 @@ def describe_guard_bits(bits: int) -> str:
 
 
 def train_step(state: TrainState, batch: dict, layer, target_layer=None, halted=False, *,
-               model: model_lib.Hand4Whole, tx: optax.GradientTransformation,
-               schedule: optax.Schedule, detach_joints_for_projection: bool = False):
+               task: Task, tx: optax.GradientTransformation, schedule: optax.Schedule):
   """One update. Returns (new_state, metrics): every loss term's mean, the total
   loss, the learning rate, the gradient norm, `num_skipped` (bad samples
   replaced in the batch), `bad_parts` (guard bits), `step` (the 1-based number
   of this step) and `halted` (pass it to the next step).
 
-  layer: the SMPL-X layer of the model's outputs (upstream's smplx_layer).
-  target_layer: what the targets are computed with; `targets.smplx_joints(layer)`
-    gives the same joints from ~6% of the vertices (default: `layer`).
+  layer: the body model of the model's outputs (task.body_models: upstream's
+    smplx_layer, or the MANO layer with its joint regressor).
+  target_layer: what the targets are computed with (`targets.smplx_joints(layer)`
+    gives the same joints from ~6% of the vertices; default: `layer`).
   halted: a device bool; when set the step computes but applies nothing.
   The model's config says what its convolutions and matmuls compute in
   (ModelConfig.dtype); parameters, statistics, targets and losses are float32.
   """
-  inputs, target, meta_info = targets.train_batch(
+  model = task.model
+  inputs, target, meta_info = task.train_batch(
       layer if target_layer is None else target_layer, batch)
 
   def loss_fn(params):
     out, updates = model.apply({'params': params, 'batch_stats': state.batch_stats},
                                inputs['img'], train=True, mutable=['batch_stats'])
-    losses = outputs.train_losses(out, layer, target, meta_info,
-                                  detach_joints_for_projection=detach_joints_for_projection)
+    losses = task.train_losses(out, layer, target, meta_info)
     means = {k: jnp.mean(v) for k, v in losses.items()}
     return sum(means.values()), (means, updates['batch_stats'])
 
@@ -137,7 +138,7 @@ def add_to_window(window: dict, metrics: dict) -> dict:
           'lr_at_bad': jnp.where(new_bad, metrics['lr'], window['lr_at_bad'])}
 
 
-def predict(variables, images, layer, *, model: model_lib.Hand4Whole):
+def predict(variables, images, layer, *, task: Task):
   """Test-mode outputs (upstream's out dict) for overlays and evaluation."""
-  out = model.apply(variables, images, train=False)
-  return outputs.test_outputs(out, layer)
+  out = task.model.apply(variables, images, train=False)
+  return task.test_outputs(out, layer)

@@ -4,6 +4,10 @@
   python -m h4w_jax.convert --to-torch CKPT_DIR OUT.pth.tar
   python -m h4w_jax.convert reset-epoch CKPT_DIR OUT_DIR
   python -m h4w_jax.convert merge-hand BODY_DIR HAND OUT_DIR --init INIT_DIR [--fix-prefix]
+
+A snapshot is the whole-body model's (upstream's main branch, snapshot_6.pth.tar) or
+the hand-only model's (the Pose2Pose branch's snapshot_12_hand.pth.tar, stage 2): the
+keys tell which, and the hand model's backbone depth is read off them.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from h4w_jax.weights import stages, torch_pickle
-from h4w_jax.weights.files import (check_variables, depths_str, load_checkpoint, load_snapshot,
-                                   model_config_of, model_config_of_state_dict, read_state_dict,
+from h4w_jax.weights.files import (check_variables, depths_str, is_hand_state_dict,
+                                   load_checkpoint, load_snapshot, model_config_of,
+                                   model_config_of_state_dict, read_state_dict, read_variables,
                                    save_checkpoint, save_snapshot)
 from h4w_jax.weights.keys import batches_tracked, flax_to_torch, modules, shapes, torch_to_flax
 
@@ -55,11 +60,16 @@ def _print_summary(variables: Mapping, epoch: int | None) -> None:
 
 def _from_torch(args) -> None:
   state_dict, epoch, extras = load_snapshot(args.snapshot)
-  # The backbone depths are the file's (upstream's 50/50/18, the quickstart's 18/10/10, ...).
+  # The model and its backbone depths are the file's (upstream's 50/50/18, the quickstart's
+  # 18/10/10, a hand-only snapshot's ResNet-50, ...).
+  hand = is_hand_state_dict(state_dict)
   config = model_config_of_state_dict(state_dict, str(args.snapshot))
   variables = torch_to_flax(state_dict, model_variable_shapes(config), where=str(args.snapshot))
   save_checkpoint(args.out, variables, epoch, source=args.snapshot,
-                  num_batches_tracked=batches_tracked(state_dict))
+                  num_batches_tracked=batches_tracked(state_dict),
+                  notes={'model': 'hand' if hand else 'wholebody'})
+  if hand:
+    print('the hand-only model (Pose2Pose parts=hand, stage 2)')
   _print_summary(variables, epoch)
   for name in extras:  # upstream never restores the optimizer either (quirk Q13)
     print(f'not converted: {name!r}')
@@ -82,7 +92,7 @@ def _reset_epoch(args) -> None:
 
 
 def _merge_hand(args) -> None:
-  body, _ = load_checkpoint(args.body)
+  body, _ = read_variables(args.body)
   if args.init:
     init, init_source = load_checkpoint(args.init)[0], str(args.init)
   else:
@@ -113,15 +123,17 @@ def _parser(command: str | None) -> argparse.ArgumentParser:
         f'{prog} merge-hand', description='Stage-3 start (tool/merge_hand_to_all.py): the body '
         'checkpoint with the hand snapshot\'s backbone as hand_roi_net/backbone, '
         'hand_position_net and hand_rotation_net re-initialised as upstream does, epoch 0.')
-    p.add_argument('body', help='whole-body checkpoint directory (stage 1)')
-    p.add_argument('hand', help='hand snapshot (.pth.tar) or checkpoint directory (stage 2)')
+    p.add_argument('body', help='whole-body checkpoint directory or training workdir (stage 1)')
+    p.add_argument('hand', help="hand snapshot (.pth.tar: upstream's snapshot_12_hand), converted "
+                   'checkpoint directory or training workdir (stage 2)')
     p.add_argument('out', help='new checkpoint directory')
     p.add_argument('--init', default=None,
                    help='take the re-initialised heads from this checkpoint directory '
                         "(default: upstream's train-mode init_weights, drawn here)")
     p.add_argument('--seed', type=int, default=0, help='seed of the default head init')
     p.add_argument('--fix-prefix', action='store_true',
-                   help='also take the hand backbone from module.backbone.* keys (quirk Q12)')
+                   help='also take the hand backbone from module.backbone.* keys (quirk Q12); '
+                   'implied when HAND is recognisably the hand-only model')
     p.set_defaults(run=_merge_hand)
   else:
     p = argparse.ArgumentParser(

@@ -15,13 +15,14 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Union
 
 import jax
 import numpy as np
 
 from h4w_jax.common import atomic
 from h4w_jax.models import hand4whole as model_lib
+from h4w_jax.models import hand_only
 from h4w_jax.models import resnet
 from h4w_jax.weights import integrity, torch_pickle
 from h4w_jax.weights.keys import flax_path, flax_to_torch, leaves, nest, torch_to_flax
@@ -182,11 +183,58 @@ def load_checkpoint(directory: str | os.PathLike) -> tuple[dict, dict]:
 
 
 def read_state_dict(path: str | os.PathLike) -> collections.OrderedDict:
-  """A torch-style state dict from an upstream snapshot file or one of our checkpoints."""
-  if Path(path).is_dir():
-    variables, meta = load_checkpoint(path)
-    return flax_to_torch(variables, meta.get('num_batches_tracked', 0))
+  """A torch-style state dict from an upstream snapshot file, one of our converted
+  checkpoints or a training workdir (its newest step)."""
+  path = Path(path)
+  if path.is_dir():
+    if (path / META_FILE).is_file():
+      variables, meta = load_checkpoint(path)
+      return flax_to_torch(variables, meta.get('num_batches_tracked', 0))
+    folder = _is_training_workdir(path)
+    if folder is None:
+      raise ValueError(f'{path}: neither a converted checkpoint ({META_FILE}) nor a training '
+                       'workdir (checkpoints/<step>)')
+    _, state = load_latest_state(folder)
+    return flax_to_torch({'params': state['params'], 'batch_stats': state['batch_stats']})
   return load_snapshot(path)[0]
+
+
+def read_variables(path: str | os.PathLike) -> tuple[dict, dict]:
+  """(variables, meta) of a converted checkpoint or of a training workdir's newest step
+  (meta {'epoch': None, 'source': ..., 'train_step': N} for a workdir)."""
+  path = Path(path)
+  if path.is_dir() and not (path / META_FILE).is_file():
+    folder = _is_training_workdir(path)
+    if folder is not None:
+      step, state = load_latest_state(folder)
+      return ({'params': state['params'], 'batch_stats': state['batch_stats']},
+              {'epoch': None, 'source': str(folder), 'train_step': int(step)})
+  return load_checkpoint(path)
+
+
+def is_hand_state_dict(state_dict: Mapping[str, Any]) -> bool:
+  """Whether a state dict is the hand-only model's (Pose2Pose parts='hand', or stage 2 here)."""
+  plain = {k.removeprefix('module.') for k in state_dict}
+  return all(k in plain for k in hand_only.SIGNATURE_KEYS) and \
+      not any(k.startswith('hand_roi_net.') for k in plain)
+
+
+def is_hand_variables(variables: Mapping) -> bool:
+  params = variables.get('params', {})
+  return 'rotation_net' in params and 'position_net' in params and 'hand_roi_net' not in params
+
+
+def state_dict_depth(state_dict: Mapping[str, Any], prefix: str = 'module.backbone.') -> int:
+  """The ResNet depth (resnet.STAGES) of the backbone under `prefix` in a state dict."""
+  plain = {k[len(prefix):] for k in state_dict if k.startswith(prefix)}
+  counts = tuple(len({k.split('.')[1] for k in plain if k.startswith(f'layer{stage}.')})
+                 for stage in range(1, 5))
+  kind = 'bottleneck' if 'layer1.0.conv3.weight' in plain else 'basic'
+  for depth, stages in resnet.STAGES.items():
+    if stages == (kind, counts):
+      return depth
+  raise ValueError(f'the backbone under {prefix!r} is a {kind} ResNet with {counts} blocks per '
+                   f'stage: none of depths {sorted(resnet.STAGES)}')
 
 
 # ---------------------------------------------------------------------------
@@ -293,12 +341,20 @@ def _resnet_depth(backbone_params, where: str) -> int:
 _BACKBONES = (('body_depth', ('backbone',)), ('hand_depth', ('hand_roi_net', 'backbone')),
               ('face_depth', ('face_roi_net', 'backbone')))
 
+AnyModelConfig = Union[model_lib.ModelConfig, hand_only.HandModelConfig]
 
-def model_config_of(variables, where: str = 'weights',
-                    base: model_lib.ModelConfig = model_lib.ModelConfig()) -> model_lib.ModelConfig:
-  """`base` (upstream's ModelConfig by default) with the three backbone depths read off
-  {'params': ...} (only the tree's names are looked at)."""
+
+def model_config_of(variables, where: str = 'weights', base: AnyModelConfig | None = None
+                    ) -> AnyModelConfig:
+  """The model config that fits {'params': ...}: `base` (upstream's settings by default) with
+  the backbone depths read off the weights (only the tree's names are looked at). The
+  hand-only model of stage 2 gives a HandModelConfig, the whole-body model a ModelConfig."""
   params = variables.get('params') if isinstance(variables, Mapping) else None
+  if isinstance(variables, Mapping) and is_hand_variables(variables):
+    hand_base = base if isinstance(base, hand_only.HandModelConfig) else \
+        hand_only.HandModelConfig()
+    return dataclasses.replace(
+        hand_base, depth=_resnet_depth(params['backbone'], f'{where}: backbone'))
   depths = {}
   for field, path in _BACKBONES:
     node = params
@@ -306,15 +362,23 @@ def model_config_of(variables, where: str = 'weights',
       node = node.get(name) if isinstance(node, Mapping) else None
     if not node:
       raise WeightsError(f'{where}: no {"/".join(path)} weights (torch keys '
-                         f'{".".join(path)}.*): not a whole-body Hand4Whole checkpoint')
+                         f'{".".join(path)}.*): not a Hand4Whole checkpoint (whole-body or '
+                         'hand-only)')
     depths[field] = _resnet_depth(node, f'{where}: {"/".join(path)}')
-  return dataclasses.replace(base, **depths)
+  body_base = base if isinstance(base, model_lib.ModelConfig) else model_lib.ModelConfig()
+  return dataclasses.replace(body_base, **depths)
 
 
 def model_config_of_state_dict(state_dict: Mapping, where: str = 'state dict',
-                               base: model_lib.ModelConfig = model_lib.ModelConfig()
-                               ) -> model_lib.ModelConfig:
+                               base: AnyModelConfig | None = None) -> AnyModelConfig:
   """`model_config_of` for a torch state dict (upstream snapshot)."""
+  if is_hand_state_dict(state_dict):
+    hand_base = base if isinstance(base, hand_only.HandModelConfig) else \
+        hand_only.HandModelConfig()
+    try:
+      return dataclasses.replace(hand_base, depth=state_dict_depth(state_dict))
+    except ValueError as e:
+      raise WeightsError(f'{where}: {e}') from e
   names = {}
   for key, value in state_dict.items():
     path = flax_path(key, np.ndim(value))
@@ -324,12 +388,17 @@ def model_config_of_state_dict(state_dict: Mapping, where: str = 'state dict',
 
 
 @functools.lru_cache(maxsize=8)
-def variable_shapes(config: model_lib.ModelConfig):
-  """model_lib.variable_shapes, once per config (tracing the model takes seconds)."""
+def variable_shapes(config: AnyModelConfig):
+  """The variables' shapes of the whole-body (ModelConfig) or hand-only (HandModelConfig)
+  model, once per config (tracing the model takes seconds)."""
+  if isinstance(config, hand_only.HandModelConfig):
+    return hand_only.variable_shapes(config)
   return model_lib.variable_shapes(config)
 
 
-def depths_str(cfg: model_lib.ModelConfig) -> str:
+def depths_str(cfg: AnyModelConfig) -> str:
+  if isinstance(cfg, hand_only.HandModelConfig):
+    return f'hand-only ResNet-{cfg.depth}'
   return f'ResNet-{cfg.body_depth}/{cfg.hand_depth}/{cfg.face_depth}'
 
 
@@ -379,13 +448,14 @@ def _fit(kind, raw, path, model_cfg) -> dict:
   return raw
 
 
-def load_model(checkpoint, base: model_lib.ModelConfig = model_lib.ModelConfig(), *,
+def load_model(checkpoint, base: AnyModelConfig | None = None, *,
                with_epoch: bool = False):
   """(variables, the ModelConfig they fit, a line saying what was read) of any checkpoint
   (and the epoch it records, or None, `with_epoch`).
 
-  The backbone depths come from the weights (`model_config_of`); the other
-  settings (fix_lhand_flip, roi sampling, ...) from `base`. Accepts what
+  The model family and the backbone depths come from the weights
+  (`model_config_of`); the other settings (fix_lhand_flip, roi sampling, ...)
+  from `base` when it is of that family. Accepts what
   `load_variables` accepts.
   """
   path = Path(checkpoint)
@@ -398,13 +468,14 @@ def load_model(checkpoint, base: model_lib.ModelConfig = model_lib.ModelConfig()
   return loaded + (epoch,) if with_epoch else loaded
 
 
-def load_variables(checkpoint, model_cfg: model_lib.ModelConfig) -> tuple[dict, str]:
+def load_variables(checkpoint, model_cfg: AnyModelConfig) -> tuple[dict, str]:
   """{'params', 'batch_stats'} numpy trees that fit `model_cfg`, and a line saying what was read.
 
   Accepts a converter folder (meta.json + variables/), an upstream
   .pth(.tar) snapshot, or a training workdir (the newest good step of
-  `checkpoints/<step>/`, or such a checkpoints folder itself). `load_model`
-  takes the depths from the weights instead.
+  `checkpoints/<step>/`, or such a checkpoints folder itself). `model_cfg` is
+  a ModelConfig (whole body) or a HandModelConfig (stage 2's hand model);
+  `load_model` takes the depths from the weights instead.
   """
   path = Path(checkpoint)
   kind, raw, what, _ = _read_any(path)

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from h4w_jax.models import hand4whole as model_lib
-from h4w_jax.weights.files import load_checkpoint, read_state_dict, save_checkpoint
+from h4w_jax.weights.files import (is_hand_state_dict, load_checkpoint, read_state_dict,
+                                   save_checkpoint)
 from h4w_jax.weights.keys import PREFIX, graft, shapes, subtree, torch_to_flax
 
 # ---------------------------------------------------------------------------
@@ -43,11 +44,13 @@ def hand_backbone_state(hand_state_dict: Mapping[str, Any], fix_prefix: bool = F
                         where: str = 'hand snapshot') -> dict[str, Any]:
   """The hand backbone's keys of a hand snapshot, with the prefix removed.
 
-  Upstream copies keys containing `module.hand_backbone`; with `fix_prefix`
-  keys under `module.backbone.` (what Pose2Pose's hand model saves) count as
-  well. Raises ValueError if none match, where upstream silently copies
-  nothing.
+  Upstream copies keys containing `module.hand_backbone`; keys under
+  `module.backbone.` (what Pose2Pose's hand model and our stage 2 save) count
+  as well when the state dict is recognisably the hand-only model (its
+  position_net and rotation_net pose heads are there) or with `fix_prefix`.
+  Raises ValueError if none match, where upstream silently copies nothing.
   """
+  fix_prefix = fix_prefix or is_hand_state_dict(hand_state_dict)
   prefixes = [HAND_PREFIX] + ([POSE2POSE_PREFIX] if fix_prefix else [])
   found = {p: {k[len(p):]: v for k, v in hand_state_dict.items() if k.startswith(p)}
            for p in prefixes}
@@ -85,6 +88,32 @@ def merge_hand(body: Mapping, hand_state_dict: Mapping[str, Any], init_variables
   for name in REINITIALISED:
     merged = graft(merged, (name,), subtree(init_variables, (name,)))
   return merged
+
+
+def initial_hand_variables(model_cfg, rng, *, checkpoint: str = '', hand_backbone: str = '',
+                           body_backbone: str = '', face_backbone: str = '') -> dict:
+  """The hand-only model's starting weights (stage 2, config.init): all of them from
+  `checkpoint` (a converted folder, a training workdir or an upstream hand snapshot
+  .pth.tar), else upstream's get_model('train'): init_weights on the heads and
+  torchvision's ImageNet ResNet for the backbone (`hand_backbone`, e.g.
+  resnet50-11ad3fa6.pth, IMAGENET1K_V2 as upstream). The whole-body model's body and
+  face backbones have no place in it: giving one is an error, not ignored."""
+  from h4w_jax.models import hand_only
+  if body_backbone or face_backbone:
+    raise ValueError('the hand-only model (stage 2) has one backbone: give it as '
+                     'init.hand_backbone, not init.body_backbone / init.face_backbone')
+  target_shapes = hand_only.variable_shapes(model_cfg)
+  if checkpoint:
+    path = Path(checkpoint)
+    return torch_to_flax(read_state_dict(path), target_shapes, str(path))
+  variables = hand_only.upstream_init(rng, model_cfg)
+  if hand_backbone:
+    part, dropped = import_torchvision_resnet(read_state_dict(hand_backbone), 0,
+                                              subtree(target_shapes, ('backbone',)),
+                                              str(hand_backbone))
+    print(f'init: backbone from {hand_backbone} (dropped {len(dropped)} head keys)')
+    variables = graft(variables, ('backbone',), part)
+  return variables
 
 
 def resnet_shapes(depth: int) -> dict:
