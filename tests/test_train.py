@@ -131,6 +131,7 @@ def single_device_run(tmp_path_factory, data_root, clean_human_model_files):
   return workdir
 
 
+@pytest.mark.slow   # 16 steps of ~20 s on 2 CPU cores; the default suite runs short loops
 def test_quickstart_loss_falls(tmp_path, data_root, clean_human_model_files):
   # Means over windows of 4 steps (one batch's loss is noisy); measured 3.2 -> 2.7.
   config = _config(data_root, clean_human_model_files, total_steps=16, log_every=4, lr=1e-3,
@@ -212,13 +213,21 @@ class HostReads:
 def test_steps_between_logs_never_wait_for_the_device(tmp_path, data_root,
                                                       clean_human_model_files, monkeypatch):
   """Metrics leave the device at sync steps only (logs, checkpoints, epoch ends): steps in
-  between read nothing back. And the check can fail: one stray read is caught."""
+  between read nothing back. And the check can fail: one stray read is caught. The run also
+  writes what a user looks at: windows labelled by their steps, the overlay, TensorBoard
+  events and the loss curve. (Batch 2: the loop's logic, not the loss, is under test.)"""
+  small = dict(batch_size=2, checkpoint_every=0, log_every=3)
   reads = HostReads(monkeypatch)
-  loop.run(_config(data_root, clean_human_model_files, total_steps=8, log_every=4,
-                   checkpoint_every=0), tmp_path / 'a')
+  loop.run(_config(data_root, clean_human_model_files, total_steps=6, image_every=6, **small),
+           tmp_path / 'a')
   syncs = [r['step'] for r in _metrics(tmp_path / 'a')]
-  assert len(syncs) < 8 and reads.steps == 8, syncs
+  assert reads.steps == 6 and syncs == [3, 6], syncs
   assert reads.between_syncs(syncs) == [], (reads.reads, syncs)
+  assert [r['window_steps'] for r in _metrics(tmp_path / 'a')] == [3, 3]
+  assert all(np.isfinite(_losses(tmp_path / 'a')))
+  assert (tmp_path / 'a' / 'images' / 'overlay_0000006.png').exists()
+  assert (tmp_path / 'a' / 'loss_curve.png').exists()
+  assert any(p.name.startswith('events.out.tfevents') for p in (tmp_path / 'a' / 'tb').iterdir())
 
   from h4w_jax.training import feeding
   fetch = feeding.Prefetcher.__next__
@@ -229,10 +238,10 @@ def test_steps_between_logs_never_wait_for_the_device(tmp_path, data_root,
     return fed
   monkeypatch.setattr(feeding.Prefetcher, '__next__', next_and_peek)
   stray = HostReads(monkeypatch)
-  loop.run(_config(data_root, clean_human_model_files, total_steps=8, log_every=4,
-                   checkpoint_every=0), tmp_path / 'b')
+  loop.run(_config(data_root, clean_human_model_files, total_steps=3, image_every=0, **small),
+           tmp_path / 'b')
   syncs = [r['step'] for r in _metrics(tmp_path / 'b')]
-  assert stray.between_syncs(syncs), 'the stray read was not seen'
+  assert syncs == [3] and stray.between_syncs(syncs) == [1, 2], (stray.reads, syncs)
 
 
 def test_two_processes_match_one(tmp_path, data_root, clean_human_model_files, single_device_run):
