@@ -46,7 +46,8 @@ class ModelConfig:
     resnet.BatchNorm): None syncs statistics over the global batch; the
     per-device batch reproduces upstream's per-GPU statistics.
   dtype: what the convolutions and matmuls of the backbones and heads compute
-    in ('bfloat16' for mixed precision; None: the inputs' and parameters' type). Parameters, BatchNorm statistics, the
+    in ('bfloat16' for mixed precision; None: the inputs' type, so float64
+    under jax_enable_x64 stays float64). Parameters, BatchNorm statistics, the
     crops, the geometric heads (soft-argmax, box restoration, 6D rotations,
     camera) and every output stay float32.
   remat: 'blocks' recomputes the ResNet blocks' activations in the backward
