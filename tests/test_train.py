@@ -319,7 +319,9 @@ def test_a_dead_peer_stops_the_other_and_a_restart_resumes(tmp_path, data_root,
     ready = lambda: (tmp_path / 'tb_scalars.jsonl').exists() and \
         len((tmp_path / 'tb_scalars.jsonl').read_text().splitlines()) >= 3
   else:
+    # A later save than the first: a finished step must exist for the restart to resume.
     ready = lambda: checkpoints_dir.is_dir() and any(
+        p.name.isdigit() for p in checkpoints_dir.iterdir()) and any(
         'tmp' in p.name for p in checkpoints_dir.iterdir())
   killed = _kill_when(procs, victim, ready)
   survivor = procs[1 - victim]
@@ -331,7 +333,10 @@ def test_a_dead_peer_stops_the_other_and_a_restart_resumes(tmp_path, data_root,
   took = time.monotonic() - killed
   procs[victim].communicate()
   assert survivor.returncode != 0, out[-3000:]
-  assert 'another process' in out or 'no progress' in out, out[-3000:]
+  # Ours (the loop's error or the watchdog), or JAX's coordination agent, which aborts the
+  # process itself when the coordinator (process 0) dies, sometimes before gloo's error.
+  assert any(m in out for m in ('another process', 'no progress', 'another task died')), \
+      out[:4000]
   assert took < DEAD_PEER_BOUND_S
   # Restart both: they resume from the newest finished checkpoint and finish.
   restart = dict(overrides, total_steps=8)
