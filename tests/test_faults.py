@@ -112,7 +112,8 @@ def test_a_missing_config_file_is_one_line():
     config_checks.config_from_flag(values['config'])
   assert str(info.value) == (
       '--config configs/nope.py: no such file (configs/ has agora_finetune.py, eval_agora.py, '
-      'eval_ehf.py, eval_pw3d.py, quickstart.py, stage1.py, stage2_hand.py, stage3.py)')
+      'eval_ehf.py, eval_freihand.py, eval_interhand.py, eval_pw3d.py, quickstart.py, '
+      'quickstart_hand.py, stage1.py, stage2_hand.py, stage3.py)')
 
 
 def test_bad_evaluation_settings_are_named_before_anything_runs(tmp_path):
@@ -153,11 +154,11 @@ def test_the_depths_come_from_the_state_dict():
     files.model_config_of_state_dict(broken, 'back.pth.tar')
   assert str(info.value) == ('back.pth.tar: backbone: a basic ResNet with (2, 2, 1, 2) blocks '
                              'per stage is none of depths [10, 18, 50]')
-  hand_only = {k: v for k, v in state_dict.items() if 'hand_roi_net' not in k}
+  no_hand_branch = {k: v for k, v in state_dict.items() if 'hand_roi_net' not in k}
   with pytest.raises(files.WeightsError, match=r'^back.pth.tar: no hand_roi_net/backbone weights '
                                                r'\(torch keys hand_roi_net.backbone.\*\): not a '
-                                               r'whole-body Hand4Whole checkpoint$'):
-    files.model_config_of_state_dict(hand_only, 'back.pth.tar')
+                                               r'Hand4Whole checkpoint \(whole-body or hand-only\)$'):
+    files.model_config_of_state_dict(no_hand_branch, 'back.pth.tar')
 
 
 def test_non_finite_or_non_float_tensors_are_refused():

@@ -311,18 +311,12 @@ def test_freihand_errors_name_the_file_and_annotation(tmp_path, hand_root):
     freihand.FreiHAND(root, 'train')
 
 
-def test_array_record_keeps_the_hand_examples(tmp_path, hand_root):
-  from h4w_datasets import array_record
-  reader = interhand26m.InterHand26M(hand_root, 'train')
-  manifest = array_record.convert(reader, tmp_path / 'shards', num_shards=2)
-  assert json.loads(manifest.read_text())['kind'] == 'hand'
-  shards = registry.make_reader(manifest.name, tmp_path / 'shards', 'train', task='hand')
-  assert shards.info == reader.info and len(shards) == len(reader)
-  for i in (0, len(reader) - 1):
-    a = ht.make_example(reader[i], reader.info)
-    b = ht.make_example(shards[i], shards.info)
-    for key in a:
-      np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+def test_tfds_source_for_a_hand_dataset_is_one_clear_error(tmp_path, hand_root):
+  # The hand datasets read from upstream's folders only; asking for TFDS must say so,
+  # naming the dataset, rather than fail inside tensorflow_datasets.
+  with pytest.raises(ValueError, match=r"dataset FreiHAND: source 'tfds' covers the whole-body"):
+    registry.make_reader('FreiHAND', hand_root, 'train', task='hand', source='tfds',
+                         tfds_data_dir=tmp_path)
 
 
 def test_hand_and_wholebody_mscoco_do_not_overwrite_each_other(tmp_path, hand_root):
