@@ -50,6 +50,10 @@ Reported:
      records/s of `reader[i]` (the folder reader also reads the image file's
      bytes, so both deliver the record and the encoded image) and examples/s
      of the pipeline's PositionSource (decode, crop, joints) from each path.
+  5. worker transport (`--transport-only` runs only this): wall-clock
+     samples/s of our loader with 1..--max-workers workers when every array
+     goes through grain's queue pickled (worker_shared_memory_min_bytes=None,
+     the default) and when every array goes through shared memory (0).
 On a shared machine these move by tens of percent: rerun on a quiet one.
 """
 
@@ -637,6 +641,28 @@ def compare_tfds(data_root: Path, work_dir: Path, config, samples: int, rounds: 
   cv2.setNumThreads(threads)
 
 
+def compare_transport(source, args, epochs: int, rounds: int = 3) -> None:
+  """Section 5: the same loader with worker output pickled through grain's queue or in
+  shared-memory segments (median of `rounds` interleaved runs per worker count)."""
+  from h4w_datasets import pipeline
+  print(f'5. Worker transport (wall clock, batch {args.batch}, {args.num_batches} batches timed '
+        f'after 1 + 2 x workers, median of {rounds}):')
+  print(f'{"workers":>7} {"pickled/s":>10} {"shm/s":>8} {"pickled/shm":>12}')
+  for workers in range(1, args.max_workers + 1):
+    rates = {None: [], 0: []}
+    for _ in range(rounds):
+      for min_bytes in rates:
+        cfg = pipeline.PipelineConfig(seed=0, local_batch=args.batch, num_epochs=epochs,
+                                      num_workers=workers, read_threads=1,
+                                      worker_shared_memory_min_bytes=min_bytes)
+        batches = iter(pipeline.make_dataset(source, cfg))
+        rates[min_bytes].append(_time_batches(batches, args.num_batches, args.batch,
+                                              _skipped_batches(workers)))
+        pipeline.close(batches)
+    pickled, shm = (float(np.median(rates[k])) for k in (None, 0))
+    print(f'{workers:7d} {pickled:10.1f} {shm:8.1f} {pickled / shm:12.2f}', flush=True)
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--num', type=int, default=8, help='images per synthetic dataset')
@@ -657,6 +683,8 @@ def main(argv=None):
                            'torchvision + pycocotools with --upstream)')
   parser.add_argument('--tfds-only', action='store_true',
                       help='only section 4 (TFDS vs folder per worker): no upstream side')
+  parser.add_argument('--transport-only', action='store_true',
+                      help='only section 5 (worker transport: pickled vs shared memory)')
   parser.add_argument('--_upstream-side', dest='upstream_side', type=Path, default=None,
                       help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
@@ -696,6 +724,10 @@ def main(argv=None):
   _, source = pipeline.build(groups, config)
   if args.tfds_only:
     compare_tfds(data_root, work_dir, config, args.samples)
+    tmp.cleanup()
+    return
+  if args.transport_only:
+    compare_transport(source, args, epochs)
     tmp.cleanup()
     return
   work = make_work(readers, source, args, total, hmf)

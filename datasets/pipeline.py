@@ -236,6 +236,13 @@ class PipelineConfig:
   read_threads: int = 4
   crop_dtype: str = 'uint8'
   skip_bad_samples: bool = False  # True: replace a bad sample, count it in `num_skipped`
+  # Workers hand samples over through grain's queue (pickled) unless an array has
+  # at least this many bytes, when it goes through a shared-memory segment. grain
+  # unlinks a segment only if closing it succeeds; on 2 cores 1 run in 5 got EBADF
+  # on that close (the segment's fd was already closed under it) and left the
+  # segment in /dev/shm. Pickling costs about the copy shared memory costs, so the
+  # default keeps every array off shared memory; see bench/input_transport.py.
+  worker_shared_memory_min_bytes: Optional[int] = None
 
 
 def make_source(mixture: Mixture, config: PipelineConfig, *, train: bool,
@@ -254,6 +261,9 @@ def make_dataset(source: PositionSource, config: PipelineConfig) -> grain.IterDa
                         prefetch_buffer_size=max(config.local_batch, 1)))
   if config.num_workers > 0:
     _mark_flags_parsed()
+    min_bytes = config.worker_shared_memory_min_bytes
+    ds = grain.experimental.WithOptionsIterDataset(ds, grain.experimental.DatasetOptions(
+        min_shm_size=2**62 if min_bytes is None else min_bytes))
     ds = ds.mp_prefetch(grain.MultiprocessingOptions(
         num_workers=config.num_workers, per_worker_buffer_size=config.worker_buffer_size),
         worker_init_fn=_worker_init)
@@ -297,7 +307,7 @@ def build(groups: Sequence[Sequence[object]], config: PipelineConfig, *, train: 
   return make_dataset(source, config), source
 
 
-def close(iterator) -> None:
+def close(iterator, *, thread_timeout_s: float = 10.0) -> None:
   """Stops a pipeline iterator and frees the shared memory of the batches it handed out.
 
   With worker processes (num_workers > 0) every array of a batch lives in a
@@ -305,16 +315,24 @@ def close(iterator) -> None:
   array is garbage. A program that ends right after its last batch left up to
   a batch's worth of segments unlinked, and Python's resource tracker then
   printed "There appear to be 50 leaked shared_memory objects to clean up at
-  shutdown". Drop every reference to the batches first; this closes the
-  iterator, collects them and waits for grain's deleting thread (a fresh one
-  starts with the next multi-process iterator).
+  shutdown". So: close the iterator, wait (bounded) for grain's prefetch threads
+  in this process, which may still hold an element, collect the garbage, switch
+  grain to unlinking synchronously and only then drain its deleting thread. In
+  the other order an element dropped by a late prefetch thread went to a closed
+  pool, and its segment leaked (1 in ~10 runs on a loaded 2-core machine).
   """
   import gc
+  import threading
+  import time
   iterator.close()
+  deadline = time.monotonic() + thread_timeout_s
+  for thread in threading.enumerate():
+    if thread is not threading.current_thread() and thread.name.startswith('grain-'):
+      thread.join(max(0.0, deadline - time.monotonic()))
   gc.collect()
   from grain._src.python.ipc import shared_memory_array   # no public way to wait for it
   pool = shared_memory_array.SharedMemoryArray._del_thread_pool
+  shared_memory_array.SharedMemoryArray._disable_async_del()
   if pool is not None:
     pool.close()
     pool.join()
-    shared_memory_array.SharedMemoryArray._disable_async_del()
