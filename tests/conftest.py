@@ -62,15 +62,3 @@ def pytest_sessionstart(session):
   reporter = session.config.pluginmanager.get_plugin('terminalreporter')
   if reporter is not None:
     reporter.write_line(f'numerical dependencies: {numerical_versions()}')
-
-
-# Files that take longest on 2 cores (cold XLA cache) run first:
-# pytest-xdist's loadfile hands out files in collection order, so the long ones overlap
-# the many short ones instead of finishing alone at the end.
-LONGEST_FIRST = ('test_train.py', 'test_h4w_parity.py', 'test_scaling.py', 'test_hand_train.py',
-                 'test_hand_parity.py', 'test_eval.py')
-
-
-def pytest_collection_modifyitems(config, items):
-  rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))   # stable: keeps the rest
