@@ -149,7 +149,7 @@ def single_device_run(tmp_path_factory, data_root, clean_human_model_files):
 
 @pytest.fixture(scope='module')
 def single_device_batch8_step(tmp_path_factory, data_root, clean_human_model_files):
-  """The eight-device run's reference: its one step (batch 8) on one device."""
+  """The 2 x 4-device run's reference: its one step (batch 8) on one device."""
   workdir = tmp_path_factory.mktemp('single8')
   loop.run(_config(data_root, clean_human_model_files, batch_size=8, total_steps=1), workdir)
   return workdir
