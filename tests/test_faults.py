@@ -313,7 +313,7 @@ def test_drill_kill_the_body_model_and_dataset_writers(tmp_path):
   proc.wait(timeout=60)
   assert synthetic.status(hmf) == 'incomplete'
   code = ('import sys; from h4w_datasets import synthetic\n'
-          'synthetic.write_missing(sys.argv[1], sys.argv[2], ["MPII"], num=3)\n')
+          'synthetic.write_missing(sys.argv[1], sys.argv[2], ["MPII"], num=40)\n')
   proc = subprocess.Popen([sys.executable, '-c', code, str(data), str(hmf)])
   while not list(data.glob('MPII.partial-*/MPII/data/images/*')) and proc.poll() is None:
     time.sleep(0.05)
