@@ -241,7 +241,7 @@ class PipelineConfig:
   # unlinks a segment only if closing it succeeds; on 2 cores 1 run in 5 got EBADF
   # on that close (the segment's fd was already closed under it) and left the
   # segment in /dev/shm. Pickling costs about the copy shared memory costs, so the
-  # default keeps every array off shared memory; see bench/input_transport.py.
+  # default keeps every array off shared memory; see `bench/input_pipeline.py --transport-only`.
   worker_shared_memory_min_bytes: Optional[int] = None
 
 
